@@ -1,0 +1,45 @@
+# dermascreen: `make all` sets up and runs the experiment; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# No usage data leaves the machine.
+export KEDRO_DISABLE_TELEMETRY := 1
+export DVC_NO_ANALYTICS := 1
+# A local DermaMNIST copy when this checkout sits beside one (offline machines); else download.
+DERMAMNIST_NPZ ?= $(wildcard $(abspath ../shared/data/dermamnist_28_jpeg75.npz))
+ifneq ($(DERMAMNIST_NPZ),)
+export DERMAMNIST_NPZ
+endif
+
+.PHONY: all setup test run repro viz bench clean-venv
+
+all: repro
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# Tests never touch a model hub.
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest
+
+# The whole experiment through DVC: `base` with a GPU, `quick` on CPU (see README).
+repro: setup
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m dermascreen.profile repro
+
+viz: setup
+	$(BIN)/kedro viz run
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,65 @@
+"""Stratified, seeded bootstrap percentile intervals for every test metric.
+
+Each resample draws the malignant and the benign samples separately, with replacement and in
+their original numbers, so every resample has the test split's prevalence: recall and
+specificity never become undefined and the counts stay comparable across resamples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dermascreen.evaluation.metrics import binary_metrics
+
+
+def confusion_rates(metrics: dict) -> dict[str, float]:
+    """The four confusion-matrix rates from the counts of ``binary_metrics``."""
+    tn, fp, fn, tp = (float(metrics[k]) for k in ("tn", "fp", "fn", "tp"))
+    return {
+        "tpr": _ratio(tp, tp + fn), "fnr": _ratio(fn, tp + fn),
+        "tnr": _ratio(tn, tn + fp), "fpr": _ratio(fp, tn + fp),
+    }
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def metrics_with_rates(y_true: np.ndarray, p_malignant: np.ndarray, threshold: float) -> dict[str, float]:
+    """``binary_metrics`` plus the confusion-matrix rates: everything the report gives intervals for."""
+    metrics = binary_metrics(y_true, p_malignant, threshold)
+    return {key: float(value) for key, value in {**metrics, **confusion_rates(metrics)}.items()}
+
+
+def stratified_resamples(y_true: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, N) indices; row r keeps the class counts of ``y_true``."""
+    y_true = np.asarray(y_true)
+    rng = np.random.default_rng(seed)
+    columns = []
+    for label in np.unique(y_true):
+        members = np.flatnonzero(y_true == label)
+        columns.append(rng.choice(members, size=(n_resamples, members.size), replace=True))
+    return np.concatenate(columns, axis=1)
+
+
+def bootstrap_intervals(y_true: np.ndarray, p_malignant: np.ndarray, threshold: float,
+                        n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """``{metric: {"estimate", "low", "high"}}``: point estimate on the full test split and
+    the percentile interval over ``n_resamples`` stratified resamples."""
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive number of resamples, got {n_resamples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    y_true = np.asarray(y_true)
+    p_malignant = np.asarray(p_malignant, dtype=np.float64)
+    estimate = metrics_with_rates(y_true, p_malignant, threshold)
+    samples = {key: [] for key in estimate}
+    for rows in stratified_resamples(y_true, n_resamples, seed):
+        for key, value in metrics_with_rates(y_true[rows], p_malignant[rows], threshold).items():
+            samples[key].append(value)
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    intervals = {}
+    for key, values in samples.items():
+        low, high = np.nanpercentile(np.asarray(values), [tail, 100.0 - tail])
+        intervals[key] = {"estimate": estimate[key], "low": float(low), "high": float(high)}
+    return intervals

@@ -1,0 +1,63 @@
+"""Score image files with the final model: malignant probability and decision per file.
+
+Files are decoded and scored in batches, so memory stays bounded however many images a folder
+holds. A file that cannot be decoded gets a row with ``status`` ``"skipped: <reason>"`` and an
+empty probability; the batch carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dermascreen.datasets.atomic import atomic_write
+from dermascreen.inference.preprocess import UNREADABLE, iter_image_files, load_image
+from dermascreen.training import predict_proba
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("file", "p_malignant", "decision", "threshold", "status")
+
+
+def predict_files(model: torch.nn.Module, normalization: dict, inputs: Iterable[str | Path],
+                  threshold: float, batch_size: int = 256, device: str = "cpu", size: int = 28) -> pd.DataFrame:
+    """One row per file found in ``inputs`` (files and folders), in the order they were found."""
+    rows: list[dict] = []
+    pending: list[tuple[dict, np.ndarray]] = []
+    for path in iter_image_files(inputs):
+        row = {"file": str(path), "p_malignant": np.nan, "decision": "", "threshold": float(threshold), "status": "ok"}
+        rows.append(row)
+        try:
+            pending.append((row, load_image(path, size)))
+        except UNREADABLE as error:
+            row["status"] = f"skipped: {error}"
+            logger.warning("%s: unreadable, skipped (%s)", path, error)
+        if len(pending) == batch_size:
+            _score(model, normalization, pending, threshold, batch_size, device)
+            pending = []
+    if pending:
+        _score(model, normalization, pending, threshold, batch_size, device)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _score(model: torch.nn.Module, normalization: dict, pending: list[tuple[dict, np.ndarray]],
+           threshold: float, batch_size: int, device: str) -> None:
+    images = np.stack([image for _, image in pending])  # (B, H, W, 3) uint8
+    proba = predict_proba(model, images, normalization, batch_size, device)  # (B, C)
+    if proba.shape[1] != 2:
+        raise ValueError(f"the model has {proba.shape[1]} outputs; inference needs the binary "
+                         "(benign, malignant) model")
+    for (row, _), p in zip(pending, proba[:, 1]):
+        row["p_malignant"] = float(p)
+        row["decision"] = "malignant" if p >= threshold else "benign"
+
+
+def write_predictions(predictions: pd.DataFrame, path: str | Path) -> None:
+    """CSV written atomically: a crash never leaves half a predictions file."""
+    with atomic_write(path, suffix=".csv") as tmp:
+        predictions.to_csv(tmp, index=False)

@@ -31,9 +31,14 @@ $(STAMP): requirements.txt pyproject.toml
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
-# The whole experiment through DVC: `base` with a GPU, `quick` on CPU (see README).
+# The whole experiment through DVC: profile `base` with a CUDA GPU, `quick` without (README).
+# PROFILE=... overrides; a profile other than params.yaml's runs as a DVC experiment.
 repro: setup
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m dermascreen.profile repro
+	@profile=$${PROFILE:-$$($(BIN)/python -m dermascreen.profile)}; \
+	current=$$(sed -n 's/^profile: *//p' params.yaml); \
+	echo "dermascreen: running profile '$$profile' (params.yaml has '$$current')"; \
+	export PATH=$(abspath $(BIN)):$$PATH; \
+	if [ "$$profile" = "$$current" ]; then dvc repro; else dvc exp run --set-param profile=$$profile; fi
 
 viz: setup
 	$(BIN)/kedro viz run

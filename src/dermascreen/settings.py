@@ -8,6 +8,10 @@ the DVC end-to-end test). ``local`` is git-ignored and holds machine-specific ov
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
+from dermascreen.hooks import ActiveParametersHook
+
+HOOKS = (ActiveParametersHook(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -15,5 +19,5 @@ CONFIG_LOADER_ARGS = {
     # `${oc.env:DERMAMNIST_NPZ,null}` points the raw-data step at a local copy of the data.
     "custom_resolvers": {"oc.env": oc.env},
     # quick/tiny/local parameter files override single keys of base, not whole sections.
-    "merge_strategy": {"parameters": "soft"},
+    "merge_strategy": {"parameters": "soft", "globals": "soft"},
 }

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermascreen.datasets.atomic import atomic_write
+from dermascreen.io import atomic_write
 from dermascreen.inference.preprocess import UNREADABLE, iter_image_files, load_image
-from dermascreen.training import predict_proba
+from dermascreen.training.fit import predict_proba
 
 logger = logging.getLogger(__name__)
 

@@ -25,6 +25,8 @@ ENCODER_DEFAULTS: dict[str, Any] = {
     "mlp_ratio": 4.0, "drop_path": 0.0,
 }
 ENCODER_KIND = "vit_encoder"
+# Every key a vit model config may hold (the factory's common keys, the encoder's, the head's).
+VIT_KEYS = ("arch", "name", "num_classes", "weights", "unfreeze", *ENCODER_DEFAULTS, "dropout")
 
 
 def encoder_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -165,13 +167,15 @@ def _merged_architecture(config: dict[str, Any], checkpoint: dict[str, Any], sou
 def build_vit(config: dict[str, Any]) -> ViTClassifier:
     """ViT classifier from a model config.
 
-    Keys: ``num_classes`` (required), ``weights`` (``none`` or the path of an encoder checkpoint
+    Keys: ``num_classes`` (default 2), ``weights`` (``none`` or the path of an encoder checkpoint
     from the pretraining pipeline, e.g. ``data/06_models/pretraining/mae/encoder.pt``), the
     architecture keys of ``ENCODER_DEFAULTS`` (taken from the checkpoint when ``weights`` is a
     path), and ``dropout`` before the head.
     """
-    if "num_classes" not in config:
-        raise ValueError("vit model config needs num_classes")
+    unknown = sorted(set(config) - set(VIT_KEYS))
+    if unknown:
+        raise ValueError(f"model config for arch 'vit' has unknown key(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed keys are {', '.join(VIT_KEYS)}")
     weights = str(config.get("weights", "none") or "none")
     if weights == "none":
         encoder = ViTEncoder(**encoder_config(config))
@@ -181,4 +185,4 @@ def build_vit(config: dict[str, Any]) -> ViTClassifier:
         checkpoint = load_encoder_checkpoint(weights)
         checkpoint = {**checkpoint, "config": _merged_architecture(config, checkpoint, weights)}
         encoder = encoder_from_checkpoint(checkpoint, source=weights)
-    return ViTClassifier(encoder, int(config["num_classes"]), float(config.get("dropout", 0.0)))
+    return ViTClassifier(encoder, int(config.get("num_classes", 2)), float(config.get("dropout", 0.0)))

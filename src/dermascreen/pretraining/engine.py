@@ -106,8 +106,10 @@ def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: list[dict[
     @engine.on(Events.EPOCH_COMPLETED)
     def summarise(engine: Engine) -> None:
         seconds = time.perf_counter() - clock["start"]
+        # Some losses are logged only on some iterations (MLO-MAE's upper levels): mean where present.
+        keys = dict.fromkeys(key for losses in epoch_losses for key in losses)
         row = {"epoch": engine.state.epoch,
-               **{key: float(np.mean([l[key] for l in epoch_losses])) for key in epoch_losses[0]},
+               **{key: float(np.mean([l[key] for l in epoch_losses if key in l])) for key in keys},
                "seconds": seconds, "images_per_s": len(epoch_losses) * batch_size / seconds}
         history.append(row)
 

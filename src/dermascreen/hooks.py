@@ -1,0 +1,18 @@
+"""Project hooks."""
+
+from kedro.framework.hooks import hook_impl
+
+from dermascreen.pipelines import active_config
+
+
+class ActiveParametersHook:
+    """Hands the run's parameters (environment and ``--params`` applied) to pipeline creation.
+
+    The phase1/phase2 grids are generated from parameters, and ``--env quick`` runs a smaller
+    grid than ``base``. Kedro creates pipelines after the context, so the context's parameters
+    are known by then.
+    """
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        active_config.set_parameters(context.params)

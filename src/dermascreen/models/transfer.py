@@ -1,0 +1,141 @@
+"""Transfer-learning classifiers on timm backbones, as the seed's Keras models.
+
+28x28 input -> nearest upsampling to ``input_size`` (56, Keras ``UpSampling2D``) -> timm backbone
+(no classifier) -> global average pool -> head ``Dropout -> Linear(dense) -> BatchNorm1d -> ReLU ->
+Dropout -> Linear(num_classes)``.
+
+``weights``: ``none`` (random init), ``imagenet`` (timm's pretrained weights from the Hugging Face
+hub or its local cache; see ``create_backbone``), or a checkpoint path (loaded by the factory).
+"""
+
+from __future__ import annotations
+
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dermascreen.models.layers import FrozenBatchNormStats
+
+DEFAULTS: dict[str, Any] = {"dense": 256, "dropout": 0.5, "input_size": 56}
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    timm_name: str
+    # timm's VGG keeps fc6/fc7 (as 7x7 and 1x1 convs, 119M parameters) in ``pre_logits``; the
+    # seed's Keras VGG16(include_top=False) has no fully connected layers, so they are pruned.
+    prune_pre_logits: bool = False
+
+
+BACKBONES = {
+    "resnet50": BackboneSpec("resnet50"),
+    "vgg16": BackboneSpec("vgg16", prune_pre_logits=True),  # Keras VGG16 has no BatchNorm: not vgg16_bn
+    "efficientnet_b0": BackboneSpec("efficientnet_b0"),
+}
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither in the local cache nor downloadable."""
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face hub accepts a TCP connection within ``timeout`` seconds.
+
+    Checked first because huggingface_hub retries an unreachable hub for about 45 s before giving up.
+    """
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def hub_offline(offline: bool) -> Iterator[None]:
+    """Run huggingface_hub cache-only (as ``HF_HUB_OFFLINE=1``) inside the block when ``offline``."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = saved or offline
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def create_backbone(arch: str, weights: str) -> nn.Module:
+    """timm backbone without classifier; ``weights == "imagenet"`` loads timm's pretrained weights.
+
+    With the hub unreachable, loading runs cache-only: cached weights load, missing ones fail at
+    once with ``WeightsUnavailableError`` instead of a retry loop.
+    """
+    spec = BACKBONES[arch]
+    if weights != "imagenet":
+        backbone = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
+    else:
+        online = hub_reachable()
+        try:
+            with hub_offline(not online):
+                backbone = timm.create_model(spec.timm_name, pretrained=True, num_classes=0)
+        except OSError as error:  # huggingface_hub's download and cache errors are OSErrors
+            from huggingface_hub import constants
+
+            where = "the hub could not be reached" if not online else "the download failed"
+            raise WeightsUnavailableError(
+                f"{arch}: ImageNet weights for timm model {spec.timm_name!r} are not in the local "
+                f"cache ({constants.HF_HUB_CACHE}) and {where} ({constants.ENDPOINT}): "
+                f"{type(error).__name__}. Fetch them on a connected machine with "
+                f"`python -c \"import timm; timm.create_model('{spec.timm_name}', pretrained=True)\"` "
+                f"and copy that cache here, or use weights: none or a checkpoint path.") from error
+    if spec.prune_pre_logits:
+        backbone.prune_intermediate_layers(prune_head=True)
+    return backbone
+
+
+class TransferNet(FrozenBatchNormStats, nn.Module):
+    """(B, 3, H, W) normalised -> logits (B, num_classes) through a timm backbone."""
+
+    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int = 2, dense: int = 256,
+                 dropout: float = 0.5, input_size: int = 56):
+        super().__init__()
+        self.input_size = input_size
+        self.backbone = backbone
+        self.head = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(num_features, dense, bias=False),  # BatchNorm1d right after has its own shift
+            nn.BatchNorm1d(dense),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(dense, num_classes),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-2:] != (self.input_size, self.input_size):
+            images = F.interpolate(images, size=(self.input_size, self.input_size), mode="nearest")
+        features = self.backbone.forward_features(images)  # (B, F, h, w): h = w = 2 at 56x56
+        return self.head(features.mean(dim=(2, 3)))  # global average pool -> (B, F) -> (B, num_classes)
+
+
+def build_transfer(config: dict[str, Any]) -> TransferNet:
+    """TransferNet for ``config["arch"]`` in ``BACKBONES``; keys of ``DEFAULTS`` plus the common ones."""
+    values = {key: config.get(key, default) for key, default in DEFAULTS.items()}
+    for key in ("dense", "input_size"):
+        if isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 1:
+            raise ValueError(f"{config['arch']} {key} must be a positive integer, got {values[key]!r}")
+    if not 0.0 <= float(values["dropout"]) < 1.0:
+        raise ValueError(f"{config['arch']} dropout must be in [0, 1), got {values['dropout']!r}")
+    backbone = create_backbone(config["arch"], str(config.get("weights", "none")))
+    return TransferNet(backbone, backbone.num_features, num_classes=config.get("num_classes", 2), **values)

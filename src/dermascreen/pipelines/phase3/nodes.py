@@ -1,0 +1,125 @@
+"""phase3 nodes: pure functions of data and parameters around ``dermascreen.evaluation``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from dermascreen.evaluation import bootstrap, calibration, mcnemar, plots, report, thresholds
+from dermascreen.inference.model import model_from_checkpoint, state_dict_fingerprint
+from dermascreen.training.fit import predict_proba
+
+REPORT_TITLE = "DermaMNIST malignant-vs-benign screening: final report"
+FIGURES = ("threshold_sweep", "confusion", "roc", "pr", "reliability")
+
+
+def predict_malignant(checkpoint: dict, split: dict, params: dict) -> np.ndarray:
+    """p(malignant) (N,) of the checkpoint's model on a split's uint8 images (N, H, W, 3)."""
+    model = model_from_checkpoint(checkpoint, f"checkpoint of run {checkpoint.get('run')!r}")
+    torch.manual_seed(params["seed"])  # inference is deterministic; this pins any stray randomness
+    proba = predict_proba(model, split["images"], checkpoint["normalization"], params["batch_size"],
+                          params["device"])
+    return np.asarray(proba[:, 1], dtype=np.float64)
+
+
+def calibrate_threshold(val_set: dict, val_scores: np.ndarray, checkpoint: dict, params: dict) -> dict:
+    """Every policy's validation operating point and the configured one, tied to this model's weights."""
+    result = thresholds.calibrate_threshold(val_set["binary"], val_scores, params["policy"], params["target_recall"])
+    return {**result, "model_run": checkpoint.get("run"),
+            "model_fingerprint": state_dict_fingerprint(checkpoint["state_dict"])}
+
+
+def threshold_sweep(val_set: dict, val_scores: np.ndarray, params: dict) -> pd.DataFrame:
+    """The validation sweep on a regular grid, for the figure and ``dvc plots``."""
+    grid = np.round(np.arange(0.0, 1.0 + params["sweep_step"] / 2, params["sweep_step"]), 6)
+    return thresholds.sweep_table(val_set["binary"], val_scores, grid)
+
+
+def evaluate_on_test(test_set: dict, test_scores: np.ndarray, threshold: dict, params: dict) -> dict:
+    """Every test metric at the calibrated threshold with its stratified bootstrap interval."""
+    return bootstrap.bootstrap_intervals(test_set["binary"], test_scores, threshold["threshold"],
+                                         params["n_bootstrap"], params["seed"], params["confidence"])
+
+
+def compare_with_runner_up(test_set: dict, test_scores: np.ndarray, runner_up_scores: np.ndarray,
+                           threshold: dict, runner_up_threshold: dict, params: dict) -> dict:
+    """McNemar's test on test decisions, each model at its own validation-calibrated threshold."""
+    final = (test_scores >= threshold["threshold"]).astype(np.int64)
+    runner_up = (runner_up_scores >= runner_up_threshold["threshold"]).astype(np.int64)
+    result = mcnemar.mcnemar_test(test_set["binary"], final, runner_up, params["mcnemar_exact_below"])
+    return {**result, "runner_up_run": runner_up_threshold.get("model_run"),
+            "runner_up_threshold": runner_up_threshold["threshold"]}
+
+
+def calibration_summary(test_set: dict, test_scores: np.ndarray, params: dict) -> dict:
+    bins = calibration.reliability_bins(test_set["binary"], test_scores, params["calibration_bins"])
+    return {"ece": calibration.expected_calibration_error(bins), "bins": bins.to_dict(orient="list")}
+
+
+def curve_data(test_set: dict, test_scores: np.ndarray, threshold: dict) -> tuple[pd.DataFrame, ...]:
+    """ROC, PR and per-sample confusion tables for ``dvc plots``."""
+    y_true = test_set["binary"]
+    return (plots.roc_table(y_true, test_scores), plots.pr_table(y_true, test_scores),
+            plots.confusion_table(y_true, test_scores, threshold["threshold"]))
+
+
+def prediction_table(test_set: dict, test_scores: np.ndarray, runner_up_scores: np.ndarray,
+                     threshold: dict) -> pd.DataFrame:
+    """Per test image: labels, both models' probabilities and the final decision (for audits)."""
+    return pd.DataFrame({
+        "index": np.arange(len(test_scores)), "label": test_set["labels"], "binary": test_set["binary"],
+        "p_malignant": test_scores, "predicted": (test_scores >= threshold["threshold"]).astype(int),
+        "runner_up_p_malignant": runner_up_scores,
+    })
+
+
+def make_figures(sweep: pd.DataFrame, roc: pd.DataFrame, pr: pd.DataFrame, test_set: dict,
+                 intervals: dict, threshold: dict, calibrated: dict) -> dict[str, Figure]:
+    """``{name: figure}`` for the names in ``FIGURES``."""
+    point = {key: entry["estimate"] for key, entry in intervals.items()}
+    cut = threshold["threshold"]
+    bins = pd.DataFrame(calibrated["bins"])
+    return {
+        "threshold_sweep": plots.threshold_sweep_figure(sweep, cut, threshold["policy"]),
+        "confusion": plots.confusion_figure(point, cut),
+        "roc": plots.roc_figure(roc, point, cut),
+        "pr": plots.pr_figure(pr, point, cut, float(np.mean(test_set["binary"]))),
+        "reliability": plots.reliability_figure(bins, calibrated["ece"]),
+    }
+
+
+def figure_files(figures: dict[str, Figure]) -> tuple[Figure, ...]:
+    """The figures in ``FIGURES`` order, one output (PNG file) each; the report embeds the same objects."""
+    return tuple(figures[name] for name in FIGURES)
+
+
+def flat_metrics(threshold: dict, intervals: dict, comparison: dict, calibrated: dict) -> dict:
+    """Flat numeric keys for ``dvc metrics``: test estimates and interval bounds, validation point."""
+    metrics = {"threshold": threshold["threshold"]}
+    chosen = threshold["operating_points"][threshold["policy"]]
+    metrics.update({f"val_{key}": chosen[key] for key in ("recall", "precision", "specificity", "f2")})
+    for key, entry in intervals.items():
+        metrics.update({f"test_{key}": entry["estimate"], f"test_{key}_low": entry["low"],
+                        f"test_{key}_high": entry["high"]})
+    metrics.update({"mcnemar_p_value": comparison["p_value"], "mcnemar_b": comparison["b"],
+                    "mcnemar_c": comparison["c"], "ece": calibrated["ece"]})
+    return metrics
+
+
+def build_report(provenance: dict, checkpoint: dict, runner_up: dict, threshold: dict, intervals: dict,
+                 comparison: dict, calibrated: dict, test_set: dict, figures: dict[str, Figure],
+                 params: dict) -> tuple[str, str]:
+    """(markdown, standalone HTML) final report."""
+    settings = {key: params[key] for key in ("policy", "target_recall", "n_bootstrap", "confidence", "seed",
+                                             "calibration_bins", "mcnemar_exact_below")}
+    evidence = {
+        "provenance": provenance, "model": checkpoint, "runner_up": runner_up, "settings": settings,
+        "calibration": threshold, "intervals": intervals, "mcnemar": comparison, "ece": calibrated["ece"],
+        "reference": params["reference"], "n_test": int(len(test_set["binary"])),
+        "n_malignant": int(np.sum(test_set["binary"])),
+    }
+    sections = report.report_sections(evidence)
+    return (report.render_markdown(REPORT_TITLE, sections, params["figure_paths"]),
+            report.render_html(REPORT_TITLE, sections, figures))

@@ -1,0 +1,217 @@
+"""Nodes and pipeline builder shared by the phase1 and phase2 grids.
+
+A grid is a set of independent training runs, each a namespaced modular pipeline
+(``<phase>.<run>``), followed by a leaderboard and a selection on validation metrics only.
+"""
+
+from __future__ import annotations
+
+from functools import partial, update_wrapper
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from kedro.pipeline import Pipeline, node  # noqa: E402
+
+from dermascreen.models import build_model  # noqa: E402
+from dermascreen.training import fit  # noqa: E402
+
+LEADERBOARD_METRICS = ("recall", "specificity", "precision", "f1", "f2", "roc_auc", "pr_auc", "accuracy")
+
+
+def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights: dict,
+              spec: dict, training: dict, state_dir: str, init: dict | None = None):
+    """Train one run of a grid; return its checkpoint, per-epoch history and summary.
+
+    ``spec``: ``run`` (name), ``model`` (model config), ``lr``, ``batch_size``,
+    ``class_weights`` (a strategy name of ``class_weights``). ``init``: a checkpoint to start
+    from (phase2 starts from the phase1 winner) instead of ``model.weights``.
+    """
+    model_config = {**spec["model"], "num_classes": 2}
+    if init is not None:
+        model_config["weights"] = "none"  # the init checkpoint supplies every weight
+    model = build_model(model_config)
+    if init is not None:
+        model.load_state_dict(init["state_dict"])
+    config = {**training, "lr": spec["lr"], "batch_size": spec["batch_size"]}
+    weights = class_weights[spec["class_weights"]]
+    result = fit(model, train_set, val_set, config, weights, normalization, label_key="binary",
+                 checkpoint_dir=str(Path(state_dir) / spec["run"]))
+    checkpoint = {
+        "run": spec["run"],
+        # Rebuilding needs no download: the state dict holds every weight.
+        "config": {**model_config, "weights": "none"},
+        "state_dict": result.state_dict,
+        "normalization": normalization,
+        "training": config,
+        "class_weights": weights,
+    }
+    summary = {
+        "run": spec["run"],
+        "model": model_config,
+        "init_weights": "checkpoint" if init is not None else model_config.get("weights", "none"),
+        "training": config,
+        "class_weights_name": spec["class_weights"],
+        "class_weights": weights,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "val_metrics": result.best_metrics,
+    }
+    return checkpoint, pd.DataFrame(result.history), summary
+
+
+def plot_learning_curve(history: pd.DataFrame, summary: dict) -> plt.Figure:
+    """Loss and validation recall/specificity per epoch, best epoch marked."""
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = history["epoch"]
+    for column in ("train_loss", "val_loss"):
+        if column in history:
+            ax_loss.plot(epochs, history[column], label=column)
+    for column in ("val_recall", "val_specificity", "val_roc_auc"):
+        if column in history:
+            ax_metric.plot(epochs, history[column], label=column.removeprefix("val_"))
+    for ax in (ax_loss, ax_metric):
+        ax.axvline(summary["best_epoch"], color="grey", linestyle=":", label="best epoch")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    ax_loss.set_title(f"{summary['run']}: loss")
+    ax_metric.set_title("validation metrics")
+    fig.tight_layout()
+    return fig
+
+
+def rank_runs(selection: dict, **summaries: dict) -> pd.DataFrame:
+    """Leaderboard sorted by the selection score: eligible runs (validation specificity at least
+    ``min_specificity``) first, then ``metric``, then ``tie_breaker``; validation metrics only."""
+    rows = []
+    for summary in summaries.values():
+        val = summary["val_metrics"]
+        rows.append({
+            "run": summary["run"],
+            "arch": summary["model"]["arch"],
+            "class_weights": summary["class_weights_name"],
+            "eligible": bool(val["specificity"] >= selection["min_specificity"]),
+            **{f"val_{m}": val.get(m, np.nan) for m in LEADERBOARD_METRICS},
+            "best_epoch": summary["best_epoch"],
+            "epochs_run": summary["epochs_run"],
+        })
+    board = pd.DataFrame(rows).sort_values(
+        ["eligible", f"val_{selection['metric']}", f"val_{selection['tie_breaker']}", "run"],
+        ascending=[False, False, False, True], na_position="last", kind="mergesort",
+    )
+    board.insert(0, "rank", range(1, len(board) + 1))
+    return board.reset_index(drop=True)
+
+
+def select_best(leaderboard: pd.DataFrame, **summaries: dict) -> dict:
+    """The top run's summary; fails if no run passed the specificity guard."""
+    top = leaderboard.iloc[0]
+    if not top["eligible"]:
+        raise ValueError(
+            "no run reached the minimum validation specificity; every run is a degenerate "
+            "'call everything malignant' classifier. Train longer or lower selection.min_specificity."
+        )
+    return summaries[top["run"]]
+
+
+def export_selected(leaderboard: pd.DataFrame, **checkpoints: dict) -> tuple[dict, dict | None]:
+    """Checkpoints of the winner and of the runner-up (for phase3's McNemar test)."""
+    runs = leaderboard["run"].tolist()
+    runner_up = checkpoints[runs[1]] if len(runs) > 1 else None
+    return checkpoints[runs[0]], runner_up
+
+
+def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_provenance: dict,
+                         title: str, command: str) -> str:
+    kind = "official MedMNIST file" if data_provenance["official"] else "non-official copy"
+    columns = ["rank", "run", "class_weights", "eligible", *[f"val_{m}" for m in LEADERBOARD_METRICS],
+               "best_epoch", "epochs_run"]
+    table = leaderboard[columns].copy()
+    header = "| " + " | ".join(columns) + " |"
+    lines = [
+        f"# {title}",
+        "",
+        f"Produced by `{command}` on `{data_provenance['path']}` ({kind}, md5 `{data_provenance['md5']}`).",
+        f"Ranked on the validation split only: runs with validation specificity >= "
+        f"{selection['min_specificity']} first, then validation {selection['metric']}, then "
+        f"{selection['tie_breaker']}. The test split is not read here.",
+        "",
+        header,
+        "|" + "|".join(" --- " for _ in columns) + "|",
+    ]
+    for _, row in table.iterrows():
+        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_leaderboard(leaderboard: pd.DataFrame, selection: dict) -> plt.Figure:
+    """Validation recall against specificity per run; marker = architecture, colour = class weights."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    markers = dict(zip(sorted(leaderboard["arch"].unique()), "os^Dvp*hX"))
+    colours = dict(zip(sorted(leaderboard["class_weights"].unique()), plt.cm.tab10.colors))
+    for _, row in leaderboard.iterrows():
+        ax.scatter(row["val_specificity"], row["val_recall"], marker=markers[row["arch"]],
+                   color=colours[row["class_weights"]], s=60, edgecolor="black", linewidth=0.5)
+        ax.annotate(row["run"], (row["val_specificity"], row["val_recall"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.axvline(selection["min_specificity"], color="grey", linestyle="--", label="min specificity")
+    for arch, marker in markers.items():
+        ax.scatter([], [], marker=marker, color="white", edgecolor="black", label=arch)
+    for name, colour in colours.items():
+        ax.scatter([], [], marker="s", color=colour, label=name)
+    ax.set_xlabel("validation specificity")
+    ax.set_ylabel("validation recall (sensitivity)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def bound(func: Callable, **kwargs) -> Callable:
+    """``partial`` that keeps the function's name (Kedro and kedro-viz show it)."""
+    return update_wrapper(partial(func, **kwargs), func)
+
+
+def grid_pipeline(phase: str, runs: dict[str, tuple[Callable, list[str]]]) -> Pipeline:
+    """One namespaced pipeline ``<phase>.<run>`` per run, then leaderboard, selection, export.
+
+    ``runs[run] = (train, inputs)``: ``train(*inputs)`` returns the run's checkpoint, history
+    and summary (see ``train_run``). Inputs are shared datasets and parameters, never namespaced.
+    """
+    pipelines = []
+    for run, (train, inputs) in runs.items():
+        pipelines.append(Pipeline(
+            [
+                node(train, inputs, ["checkpoint", "history", "summary"], name="train"),
+                node(plot_learning_curve, ["history", "summary"], "learning_curve",
+                     name="plot_learning_curve"),
+            ],
+            namespace=f"{phase}.{run}",
+            inputs={name for name in inputs if not name.startswith("params:")},
+            parameters={name for name in inputs if name.startswith("params:")},
+        ))
+    summaries = {run: f"{phase}.{run}.summary" for run in runs}
+    checkpoints = {run: f"{phase}.{run}.checkpoint" for run in runs}
+    selection = Pipeline([
+        node(rank_runs, {"selection": f"params:{phase}.selection", **summaries},
+             f"{phase}_leaderboard", name=f"{phase}_rank_runs"),
+        node(select_best, {"leaderboard": f"{phase}_leaderboard", **summaries}, f"{phase}_best",
+             name=f"{phase}_select_best"),
+        node(export_selected, {"leaderboard": f"{phase}_leaderboard", **checkpoints},
+             [f"{phase}_best_model", f"{phase}_runner_up_model"], name=f"{phase}_export_selected"),
+        node(bound(leaderboard_markdown, title=f"{phase} leaderboard",
+                   command=f"kedro run --pipeline {phase}"),
+             [f"{phase}_leaderboard", f"params:{phase}.selection", "data_provenance"],
+             f"{phase}_leaderboard_md", name=f"{phase}_leaderboard_markdown"),
+        node(plot_leaderboard, [f"{phase}_leaderboard", f"params:{phase}.selection"],
+             f"{phase}_leaderboard_plot", name=f"{phase}_plot_leaderboard"),
+    ])
+    return sum(pipelines, Pipeline([])) + selection

@@ -1,0 +1,246 @@
+"""Ignite engines: the trainer, the evaluator, and every training handler attached in one place.
+
+Shaped like pytorch-ignite's cifar10 example: small step functions, one factory per engine,
+``attach_handlers`` wiring evaluation, history, early stopping, best-model tracking and progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import ignite.distributed as idist
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import EarlyStopping, ProgressBar, TerminateOnNan
+from ignite.metrics import Average, Loss, Metric
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dermascreen.evaluation.metrics import binary_metrics, multiclass_metrics
+from dermascreen.training.data import normalization_tensors, to_model_input
+from dermascreen.training.device import autocast_context
+
+logger = logging.getLogger(__name__)
+
+
+def create_trainer(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+                   device: torch.device, normalization: dict, augment: nn.Module | None = None,
+                   precision: str = "fp32", channels_last: bool = False) -> Engine:
+    """An Engine whose step trains on one (uint8 images, labels) batch; ``state.metrics["train_loss"]``
+    is the epoch's mean batch loss (averaged over ranks)."""
+    mean, std = normalization_tensors(normalization, device)
+
+    def train_step(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        images, targets = batch  # (B, H, W, 3) uint8, (B,) int64
+        x = to_model_input(images.to(device, non_blocking=True), mean, std, channels_last)  # (B, 3, H, W)
+        y = targets.to(device, non_blocking=True)
+        model.train()
+        if augment is not None:
+            x = augment(x)
+        with autocast_context(device, precision):
+            logits = model(x)  # (B, C)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    trainer = Engine(train_step)
+    Average(output_transform=lambda loss: loss).attach(trainer, "train_loss")
+    return trainer
+
+
+class ProbabilityMetrics(Metric):
+    """Accumulates softmax probabilities and targets over the epoch, then calls ``evaluation.metrics``:
+    ``binary_metrics`` (p = probability of class 1) for two classes, ``multiclass_metrics`` otherwise.
+
+    Every rank evaluates the whole validation set (see ``data.eval_loader``), so nothing is reduced.
+    """
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        super().__init__(metrics_result_mode="flatten")
+
+    def reset(self) -> None:
+        self._proba: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+
+    def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
+        logits, targets = output
+        self._proba.append(torch.softmax(logits.detach().double(), dim=1).cpu())
+        self._targets.append(targets.detach().cpu())
+
+    def compute(self) -> dict:
+        proba = torch.cat(self._proba).numpy()  # (N, C)
+        targets = torch.cat(self._targets).numpy()
+        if self.num_classes == 2:
+            return binary_metrics(targets, proba[:, 1])
+        return multiclass_metrics(targets, proba)
+
+
+def create_evaluator(model: nn.Module, loss_fn: nn.Module, device: torch.device, normalization: dict,
+                     num_classes: int, precision: str = "fp32", channels_last: bool = False) -> Engine:
+    """An Engine whose ``state.metrics`` after a run hold every metric of ``evaluation.metrics`` plus ``loss``."""
+    mean, std = normalization_tensors(normalization, device)
+
+    def eval_step(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        model.eval()
+        with torch.no_grad(), autocast_context(device, precision):
+            logits = model(to_model_input(images.to(device, non_blocking=True), mean, std, channels_last))
+        return logits.float(), targets.to(device, non_blocking=True)  # (B, C), (B,)
+
+    evaluator = Engine(eval_step)
+    ProbabilityMetrics(num_classes).attach(evaluator, "classification")
+    Loss(loss_fn).attach(evaluator, "loss")
+    return evaluator
+
+
+def metric_names(num_classes: int) -> list[str]:
+    """The scalar metrics an evaluator reports, to validate ``monitor`` before training starts."""
+    y, proba = np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]])
+    if num_classes == 2:
+        metrics = binary_metrics(y, proba[:, 1])
+    else:
+        metrics = multiclass_metrics(y, np.pad(proba, ((0, 0), (0, num_classes - 2))))
+    return sorted([name for name, value in metrics.items() if not isinstance(value, list)] + ["loss"])
+
+
+def guarded_score(metrics: dict, monitor: str, mode: str, min_specificity: float) -> float:
+    """The monitored metric as a higher-is-better score; -inf when the epoch may not become best.
+
+    The specificity guard: recall alone is maximised (1.0) by a model that calls every lesion
+    malignant, so a binary epoch whose specificity is below ``min_specificity`` scores -inf.
+    Multiclass metrics have no specificity and are not guarded. A NaN metric also scores -inf.
+    """
+    if "specificity" in metrics and metrics["specificity"] < min_specificity:
+        return -math.inf
+    value = float(metrics[monitor])
+    if math.isnan(value):
+        return -math.inf
+    return value if mode == "max" else -value
+
+
+def ranking_key(metrics: dict, monitor: str, mode: str, min_specificity: float) -> tuple[float, float, float]:
+    """What "best epoch" maximises: the guarded score, then AUC (ROC AUC for binary), then -loss."""
+    auc = metrics.get("roc_auc", metrics.get("auc", math.nan))  # binary, multiclass
+    return (guarded_score(metrics, monitor, mode, min_specificity),
+            -math.inf if math.isnan(auc) else float(auc),
+            -float(metrics["loss"]))
+
+
+class BestModel:
+    """Keeps a CPU copy of the weights and validation metrics of the best epoch so far.
+
+    An epoch replaces the best only with a strictly greater ``key_fn(metrics)``, so on a complete
+    tie the earlier epoch stays; an epoch whose key starts with -inf (the guard) is never best.
+    """
+
+    def __init__(self, model: nn.Module, key_fn: Callable[[dict], tuple], trainer: Engine):
+        self.model, self.key_fn, self.trainer = model, key_fn, trainer
+        self.key: tuple | None = None
+        self.epoch: int | None = None
+        self.metrics: dict = {}
+        self.weights: dict[str, torch.Tensor] | None = None
+        self.last_metrics: dict = {}  # what a run reports when no epoch passes the guard
+
+    def __call__(self, evaluator: Engine) -> None:
+        self.last_metrics = _epoch_metrics(evaluator.state.metrics)
+        key = self.key_fn(evaluator.state.metrics)
+        if key[0] == -math.inf or (self.key is not None and key <= self.key):
+            return
+        self.key, self.epoch, self.metrics = key, self.trainer.state.epoch, self.last_metrics
+        self.weights = {name: t.detach().to("cpu", copy=True) for name, t in self.model.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return {"key": self.key, "epoch": self.epoch, "metrics": self.metrics, "weights": self.weights,
+                "last_metrics": self.last_metrics}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.key = None if state["key"] is None else tuple(state["key"])
+        self.epoch, self.metrics, self.weights = state["epoch"], state["metrics"], state["weights"]
+        self.last_metrics = state["last_metrics"]
+
+
+class History:
+    """One row per epoch: train loss, every scalar validation metric (``val_`` prefix), lr, times."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def record(self, trainer: Engine, evaluator: Engine, optimizer: torch.optim.Optimizer) -> dict:
+        scalars = {f"val_{k}": v for k, v in _epoch_metrics(evaluator.state.metrics).items()
+                   if not isinstance(v, list)}
+        row = {"epoch": trainer.state.epoch, "train_loss": float(trainer.state.metrics["train_loss"]), **scalars,
+               "lr": optimizer.param_groups[0]["lr"],
+               "train_time_s": trainer.state.times[Events.EPOCH_COMPLETED.name],
+               "val_time_s": evaluator.state.times[Events.COMPLETED.name]}
+        self.rows.append(row)
+        return row
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state["rows"])
+
+
+@dataclass
+class Handlers:
+    """The stateful handlers a checkpoint must save and a result is read from."""
+
+    early_stopping: EarlyStopping
+    best: BestModel
+    history: History
+
+
+def attach_handlers(trainer: Engine, evaluator: Engine, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    val_loader: DataLoader, *, monitor: str, mode: str, min_specificity: float,
+                    patience: int, progress: bool) -> Handlers:
+    """Evaluate on ``val_loader`` after every epoch, record history, stop on NaN or without
+    improvement for ``patience`` epochs, keep the best weights; progress bars on rank 0.
+
+    ``model`` is the unwrapped module (not the DDP wrapper) that the evaluator runs.
+    """
+    handlers = Handlers(
+        early_stopping=EarlyStopping(patience, lambda e: guarded_score(e.state.metrics, monitor, mode, min_specificity),
+                                     trainer),
+        best=BestModel(model, lambda m: ranking_key(m, monitor, mode, min_specificity), trainer),
+        history=History(),
+    )
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, TerminateOnNan())
+    evaluator.add_event_handler(Events.COMPLETED, handlers.best)
+    evaluator.add_event_handler(Events.COMPLETED, handlers.early_stopping)
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def evaluate(engine: Engine) -> None:
+        _broadcast_buffers(model)
+        evaluator.run(val_loader)
+        row = handlers.history.record(engine, evaluator, optimizer)
+        logger.info("epoch %d: train_loss %.4f, val_%s %.4f", row["epoch"], row["train_loss"], monitor,
+                    row[f"val_{monitor}"])
+
+    if progress and idist.get_rank() == 0:
+        ProgressBar(persist=False).attach(trainer)
+        ProgressBar(persist=True).attach(trainer, event_name=Events.EPOCH_COMPLETED,
+                                                        closing_event_name=Events.COMPLETED)
+    return handlers
+
+
+def _broadcast_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's BatchNorm statistics, so all ranks evaluate (and decide on) one model.
+
+    DDP keeps parameters identical but each rank updates its running statistics on its own shard.
+    """
+    if idist.get_world_size() > 1:
+        for buffer in model.buffers():
+            buffer.copy_(idist.broadcast(buffer, src=0))
+
+
+def _epoch_metrics(state_metrics: dict) -> dict:
+    """A copy of the evaluator's metrics as plain Python values (ignite's loss may be a numpy float)."""
+    return {k: (v if isinstance(v, (list, int)) else float(v)) for k, v in state_metrics.items()}

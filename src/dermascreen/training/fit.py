@@ -1,0 +1,228 @@
+"""``fit`` trains a classifier in Ignite engines; ``predict_proba`` runs it. Config keys: docs/training.md.
+
+Runs unchanged in one process or data-parallel under ``torchrun`` / ``idist.Parallel``: the model,
+optimizer and train loader go through ``ignite.distributed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import ignite.distributed as idist
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.utils import manual_seed
+from torch import nn
+
+from dermascreen.training.augment import BatchAugment
+from dermascreen.training.checkpoint import TrainingCheckpoint, fingerprint
+from dermascreen.training.data import (check_split, eval_loader, normalization_tensors, to_model_input,
+                                       train_loader)
+from dermascreen.training.device import resolve_device, resolve_precision
+from dermascreen.training.engines import Handlers, attach_handlers, create_evaluator, create_trainer, metric_names
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "patience": 5,
+    "monitor": None,  # recall for the binary task, balanced_accuracy for the 7 classes
+    "mode": "max",
+    "min_specificity": 0.5,
+    "augment": None,
+    "seed": 42,
+    "device": "auto",
+    "precision": "auto",
+    "num_workers": 0,
+    "progress": True,
+    "max_train_batches": None,
+}
+# keys that change how a run is shown or fed, not what it computes: a resume may change them
+RUNTIME_KEYS = ("progress", "num_workers")
+NUM_CLASSES = {"binary": 2, "labels": 7}
+
+
+@dataclass
+class FitResult:
+    """``state_dict``: weights (CPU) of the best epoch; ``best_epoch`` None means no epoch passed the
+    specificity guard, and then ``state_dict``/``best_metrics`` are the last epoch's.
+    ``stop_reason``: ``max_epochs``, ``early_stopping`` or ``nan_loss``."""
+
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict]
+    best_epoch: int | None
+    best_metrics: dict
+    stopped_early: bool
+    stop_reason: str
+
+
+def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: list[float] | None,
+        normalization: dict, label_key: str = "binary", checkpoint_dir: str | Path | None = None) -> FitResult:
+    """Train ``model`` on ``train``, select on ``val``; the model ends holding the returned weights.
+
+    With ``checkpoint_dir``, the run saves its state every epoch and, started again with the same
+    arguments, resumes where it stopped (or returns the stored result of a finished run).
+    """
+    if label_key not in NUM_CLASSES:
+        raise ValueError(f"label_key: expected one of {sorted(NUM_CLASSES)}, got {label_key!r}")
+    num_classes = NUM_CLASSES[label_key]
+    cfg = resolve_config(config, num_classes)
+    check_split(train, "train", label_key, num_classes)
+    check_split(val, "val", label_key, num_classes)
+    device = idist.device() if idist.get_world_size() > 1 else resolve_device(cfg["device"])
+    precision = resolve_precision(device, cfg["precision"])
+    channels_last = precision == "bf16"  # channels_last pays off together with bf16 convolutions
+    manual_seed(cfg["seed"] + idist.get_rank())  # ranks draw different augmentations and dropout masks
+
+    with _deterministic_algorithms(device.type == "cpu"):
+        model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+        train_model = idist.auto_model(model) if idist.get_world_size() > 1 else model
+        optimizer = idist.auto_optim(torch.optim.Adam(_trainable(model), lr=cfg["lr"],
+                                                      weight_decay=cfg["weight_decay"]))
+        loss_fn = nn.CrossEntropyLoss(weight=_class_weights(class_weights, num_classes, device))
+        loader = train_loader(train, label_key, cfg["batch_size"], cfg["seed"], cfg["num_workers"],
+                              cfg["max_train_batches"])
+        trainer = create_trainer(train_model, optimizer, loss_fn, device, normalization,
+                                 BatchAugment.from_config(cfg["augment"]).to(device), precision, channels_last)
+        evaluator = create_evaluator(model, loss_fn, device, normalization, num_classes, precision, channels_last)
+        handlers = attach_handlers(trainer, evaluator, model, optimizer,
+                                   eval_loader(val, label_key, cfg["batch_size"], cfg["num_workers"]),
+                                   monitor=cfg["monitor"], mode=cfg["mode"], min_specificity=cfg["min_specificity"],
+                                   patience=cfg["patience"], progress=cfg["progress"])
+        # the permutation of epoch e depends only on (seed, e): what makes a resumed epoch match
+        trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: loader.sampler.set_epoch(engine.state.epoch - 1))
+
+        if checkpoint_dir is not None:
+            checkpoint = _attach_checkpoint(checkpoint_dir, trainer, model, optimizer, handlers, cfg, train, val,
+                                            class_weights, normalization, label_key, device, precision)
+            if checkpoint.restore():
+                logger.info("resuming from %s at epoch %d", checkpoint.path, trainer.state.epoch)
+            if checkpoint.stop_reason is not None:
+                return _result(model, handlers, checkpoint.stop_reason)
+        trainer.run(loader, max_epochs=cfg["epochs"])
+        return _result(model, handlers, _stop_reason(trainer, handlers))
+
+
+def resolve_config(config: dict, num_classes: int) -> dict:
+    """``config`` over ``DEFAULTS``, checked: unknown keys and impossible values are errors."""
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"training config: unknown key(s) {unknown}; known keys are {sorted(DEFAULTS)}")
+    cfg = {**DEFAULTS, **config}
+    monitor = cfg["monitor"] or ("recall" if num_classes == 2 else "balanced_accuracy")
+    cfg["monitor"] = monitor.removeprefix("val_")
+    names = metric_names(num_classes)
+    if cfg["monitor"] not in names:
+        raise ValueError(f"training config: monitor {monitor!r} is not a validation metric; choose from {names}")
+    if cfg["mode"] not in ("max", "min"):
+        raise ValueError(f"training config: mode must be 'max' or 'min', got {cfg['mode']!r}")
+    for key in ("epochs", "batch_size", "patience"):
+        _check_positive_int(cfg, key)
+    if cfg["max_train_batches"] is not None:
+        _check_positive_int(cfg, "max_train_batches")
+    return cfg
+
+
+def predict_proba(model: nn.Module, images_uint8: np.ndarray, normalization: dict, batch_size: int = 256,
+                  device: str = "auto") -> np.ndarray:
+    """Class probabilities (N, C) float64 for uint8 images (N, H, W, 3); leaves ``model`` in eval mode on ``device``."""
+    images = np.asarray(images_uint8)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"predict_proba: images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    target = resolve_device(device)
+    mean, std = normalization_tensors(normalization, target)
+    model.to(target).eval()
+    batches = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start:start + batch_size]).to(target)
+            logits = model(to_model_input(batch, mean, std, channels_last=False))  # (B, C)
+            batches.append(torch.softmax(logits.double(), dim=1).cpu())  # double, as the evaluator
+    return torch.cat(batches).numpy()
+
+
+def _attach_checkpoint(directory: str | Path, trainer: Engine, model: nn.Module, optimizer: torch.optim.Optimizer,
+                       handlers: Handlers, cfg: dict, train: dict, val: dict, class_weights: list[float] | None,
+                       normalization: dict, label_key: str, device: torch.device,
+                       precision: str) -> TrainingCheckpoint:
+    """Save after every epoch (after evaluation, so nothing random happens before the next one
+    starts) and when the run ends, marking it finished."""
+    settings = {"config": {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}, "class_weights": class_weights,
+                "normalization": normalization, "label_key": label_key, "model": type(model).__name__,
+                "device": device.type, "precision": precision, "world_size": idist.get_world_size()}
+    arrays = {f"{name}_{key}": split[key] for name, split in (("train", train), ("val", val))
+              for key in ("images", label_key)}
+    checkpoint = TrainingCheckpoint(directory, {"trainer": trainer, "model": model, "optimizer": optimizer,
+                                                "early_stopping": handlers.early_stopping, "best": handlers.best,
+                                                "history": handlers.history}, fingerprint(settings, arrays))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: checkpoint.save())
+    trainer.add_event_handler(Events.COMPLETED, lambda engine: checkpoint.save(_stop_reason(engine, handlers)))
+    return checkpoint
+
+
+def _stop_reason(trainer: Engine, handlers: Handlers) -> str:
+    if trainer.state.output is not None and not math.isfinite(trainer.state.output):
+        return "nan_loss"
+    if handlers.early_stopping.counter >= handlers.early_stopping.patience:
+        return "early_stopping"
+    return "max_epochs"
+
+
+def _result(model: nn.Module, handlers: Handlers, stop_reason: str) -> FitResult:
+    best = handlers.best
+    if best.weights is None:
+        logger.warning("no epoch passed the specificity guard: returning the last epoch's weights")
+        weights, metrics = {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()}, best.last_metrics
+    else:
+        weights, metrics = best.weights, best.metrics
+        model.load_state_dict(weights)
+    return FitResult(state_dict=weights, history=list(handlers.history.rows), best_epoch=best.epoch,
+                     best_metrics=metrics, stopped_early=stop_reason == "early_stopping", stop_reason=stop_reason)
+
+
+def _trainable(model: nn.Module) -> list[nn.Parameter]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(model).__name__}: no trainable parameter (check the model's unfreeze setting)")
+    return params
+
+
+def _class_weights(class_weights: list[float] | None, num_classes: int, device: torch.device) -> torch.Tensor | None:
+    if class_weights is None:
+        return None
+    weights = torch.tensor(class_weights, dtype=torch.float32)
+    if weights.shape != (num_classes,) or bool((weights <= 0).any()):
+        raise ValueError(f"class_weights: expected {num_classes} positive numbers, got {class_weights}")
+    return weights.to(device)
+
+
+def _check_positive_int(cfg: dict, key: str) -> None:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"training config: {key} must be a positive integer, got {value!r}")
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels (warning where none exists) for the duration of a fit, then the caller's setting.
+
+    Only on the CPU, where they cost nothing; on CUDA they slow training and need CUBLAS_WORKSPACE_CONFIG.
+    """
+    if not enabled:
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])

@@ -1,0 +1,56 @@
+"""Stratified bootstrap intervals: reproducible from the seed, covering the point estimate."""
+
+import numpy as np
+import pytest
+
+from dermascreen.evaluation.bootstrap import bootstrap_intervals, metrics_with_rates, stratified_resamples
+
+
+@pytest.fixture(scope="module")
+def scored():
+    rng = np.random.default_rng(7)
+    y = (rng.random(300) < 0.2).astype(np.int64)
+    p = np.clip(0.35 * y + rng.normal(0.35, 0.18, 300), 0.0, 1.0)
+    return y, p
+
+
+def test_resamples_keep_each_class_count(scored):
+    y, _ = scored
+    rows = stratified_resamples(y, 50, seed=1)
+    assert rows.shape == (50, len(y))
+    assert all(int(y[r].sum()) == int(y.sum()) for r in rows)
+
+
+def test_intervals_are_reproducible_from_the_seed(scored):
+    y, p = scored
+    first = bootstrap_intervals(y, p, 0.5, n_resamples=1000, seed=3)
+    assert first == bootstrap_intervals(y, p, 0.5, n_resamples=1000, seed=3)
+    assert first != bootstrap_intervals(y, p, 0.5, n_resamples=1000, seed=4)
+
+
+def test_every_metric_and_count_has_an_interval_covering_its_estimate(scored):
+    y, p = scored
+    intervals = bootstrap_intervals(y, p, 0.5, n_resamples=1000, seed=0)
+    expected = {"accuracy", "precision", "recall", "specificity", "f1", "f2", "roc_auc", "pr_auc",
+                "tn", "fp", "fn", "tp", "tpr", "fnr", "tnr", "fpr"}
+    assert set(intervals) == expected
+    for key, entry in intervals.items():
+        assert entry["low"] <= entry["estimate"] <= entry["high"], key
+    assert intervals["recall"]["high"] - intervals["recall"]["low"] > 0.02  # real resampling noise
+    # stratified: positives are fixed, so tp + fn never varies
+    assert intervals["tp"]["low"] + intervals["fn"]["high"] == pytest.approx(y.sum())
+
+
+def test_rates_come_from_the_counts():
+    metrics = metrics_with_rates(np.array([0, 0, 0, 1, 1]), np.array([0.1, 0.6, 0.2, 0.9, 0.3]), 0.5)
+    assert (metrics["tp"], metrics["fn"], metrics["fp"], metrics["tn"]) == (1, 1, 1, 2)
+    assert metrics["tpr"] == 0.5 and metrics["fnr"] == 0.5
+    assert metrics["fpr"] == pytest.approx(1 / 3) and metrics["tnr"] == pytest.approx(2 / 3)
+
+
+def test_bad_arguments_are_errors(scored):
+    y, p = scored
+    with pytest.raises(ValueError, match="n_resamples"):
+        bootstrap_intervals(y, p, 0.5, n_resamples=0)
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_intervals(y, p, 0.5, confidence=95)

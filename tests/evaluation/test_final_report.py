@@ -1,0 +1,66 @@
+"""The final report carries provenance, configuration, threshold, intervals and the reference."""
+
+import base64
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from dermascreen.evaluation import report
+from dermascreen.evaluation.bootstrap import bootstrap_intervals
+from dermascreen.evaluation.mcnemar import mcnemar_test
+from dermascreen.evaluation.thresholds import calibrate_threshold
+
+PROVENANCE = {"path": "data/01_raw/dermamnist_28.npz", "size": 28, "md5": "a032e8b21d33ac007a130d549262064c",
+              "official": False, "official_md5": "0744692d530f8e62ec473284d019b0c7", "source": "local file x"}
+REFERENCE = {"recall": 0.9158, "precision": 0.3795, "specificity": 0.636, "roc_auc": 0.877}
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    rng = np.random.default_rng(0)
+    y = (rng.random(200) < 0.25).astype(np.int64)
+    p = np.clip(0.4 * y + rng.normal(0.3, 0.15, 200), 0, 1)
+    calibration = calibrate_threshold(y, p, "target_recall", 0.9)
+    model = {"run": "CNN_v1_W3", "config": {"arch": "cnn", "filters": 8}, "training": {"lr": 0.001},
+             "class_weights": [1.0, 3.0], "normalization": {"mean": [0.7, 0.5, 0.5], "std": [0.1, 0.2, 0.2]}}
+    return {
+        "provenance": PROVENANCE, "model": model, "runner_up": {"run": "CNN_v2", "config": {"arch": "cnn"}},
+        "settings": {"policy": "target_recall", "target_recall": 0.9, "n_bootstrap": 1000, "confidence": 0.95,
+                     "seed": 1, "calibration_bins": 10, "mcnemar_exact_below": 25},
+        "calibration": calibration,
+        "intervals": bootstrap_intervals(y, p, calibration["threshold"], 1000, seed=1),
+        "mcnemar": mcnemar_test(y, (p >= 0.5).astype(int), (p >= 0.4).astype(int)),
+        "ece": 0.0421, "reference": REFERENCE, "n_test": 200, "n_malignant": int(y.sum()),
+    }
+
+
+def _figures():
+    figures = {}
+    for name in report.FIGURE_CAPTIONS:
+        figure = Figure(figsize=(1, 1))
+        figure.add_subplot().plot([0, 1], [0, 1])
+        figures[name] = figure
+    return figures
+
+
+def test_markdown_states_every_required_fact(evidence):
+    paths = {name: f"phase3/{name}.png" for name in report.FIGURE_CAPTIONS}
+    text = report.render_markdown("Final", report.report_sections(evidence), paths)
+    threshold = evidence["calibration"]["threshold"]
+    for fact in ("NON-OFFICIAL", PROVENANCE["md5"], PROVENANCE["official_md5"], "CNN_v1_W3", '"filters": 8',
+                 '"lr": 0.001', f"**{threshold:.4f}**", "highest threshold whose validation recall reaches 0.90",
+                 "target_recall (chosen)", "youden", "1000 stratified", "91.58%", "37.95%", "63.60%", "87.70%",
+                 "McNemar", evidence["mcnemar"]["method"], "0.0421", "(phase3/roc.png)"):
+        assert fact in text, fact
+    recall = evidence["intervals"]["recall"]
+    assert f"{100 * recall['low']:.2f}%, {100 * recall['high']:.2f}%" in text
+
+
+def test_html_is_standalone_with_embedded_png(evidence):
+    page = report.render_html("Final <report>", report.report_sections(evidence), _figures())
+    assert page.count('src="data:image/png;base64,') == len(report.FIGURE_CAPTIONS)
+    assert "http" not in page and "Final &lt;report&gt;" in page
+    first = page.split("base64,")[1].split('"')[0]
+    assert base64.b64decode(first).startswith(b"\x89PNG")
+    assert "<strong>" in page and "<pre>" in page and "<table>" in page

@@ -1,0 +1,45 @@
+"""McNemar's test against scipy's exact binomial test and the chi-square by hand."""
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest, chi2
+
+from dermascreen.evaluation.mcnemar import chi_square_corrected, discordant_counts, exact_p_value, mcnemar_test
+
+
+@pytest.mark.parametrize("b, c", [(0, 1), (3, 9), (7, 7), (12, 0), (1, 20), (40, 25)])
+def test_exact_p_value_matches_scipy_binomtest(b, c):
+    assert exact_p_value(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, rel=1e-12)
+
+
+def test_chi_square_with_continuity_by_hand():
+    statistic, p_value = chi_square_corrected(30, 12)
+    assert statistic == pytest.approx((18 - 1) ** 2 / 42)
+    assert p_value == pytest.approx(chi2.sf((18 - 1) ** 2 / 42, df=1), rel=1e-10)
+
+
+def _pairs(b: int, c: int, agree: int):
+    """Labels all 1; model A right on b + agree, B right on c + agree."""
+    y = np.ones(b + c + agree, dtype=np.int64)
+    a = np.r_[np.ones(b), np.zeros(c), np.ones(agree)].astype(np.int64)
+    other = np.r_[np.zeros(b), np.ones(c), np.ones(agree)].astype(np.int64)
+    return y, a, other
+
+
+def test_method_switches_at_the_discordant_count():
+    small = mcnemar_test(*_pairs(4, 10, 50))
+    assert (small["b"], small["c"], small["method"]) == (4, 10, "exact binomial")
+    assert small["p_value"] == pytest.approx(binomtest(4, 14, 0.5).pvalue)
+    large = mcnemar_test(*_pairs(20, 5, 50))
+    assert large["method"] == "chi-square with continuity correction"
+    assert large["statistic"] == pytest.approx(14**2 / 25)
+
+
+def test_no_discordant_pairs_means_no_evidence():
+    result = mcnemar_test(*_pairs(0, 0, 10))
+    assert result["p_value"] == 1.0 and result["n_discordant"] == 0
+
+
+def test_unpaired_predictions_are_an_error():
+    with pytest.raises(ValueError, match="paired predictions"):
+        discordant_counts(np.ones(3), np.ones(3), np.ones(4))

@@ -1,0 +1,115 @@
+"""phase3 through Kedro's SequentialRunner on a tiny model and small synthetic splits."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from kedro.io import DataCatalog, DatasetError, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from dermascreen.inference.model import CheckpointError
+from dermascreen.models import build_model
+from dermascreen.pipelines.phase3 import create_pipeline
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TINY = {"arch": "cnn", "filters": 8, "depth": 2, "dropout": 0.1, "dense": 16, "num_classes": 2, "weights": "none"}
+NORMALIZATION = {"mean": [0.76, 0.54, 0.56], "std": [0.14, 0.15, 0.17]}
+PROVENANCE = {"path": "data/01_raw/dermamnist_28.npz", "size": 28, "md5": "f" * 32, "official": False,
+              "official_md5": "0744692d530f8e62ec473284d019b0c7", "source": "synthetic"}
+
+
+def tiny_checkpoint(seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = build_model(TINY)
+    return {"config": dict(TINY), "state_dict": model.state_dict(), "normalization": NORMALIZATION,
+            "training": {"lr": 0.001, "seed": seed}, "class_weights": [1.0, 3.0], "run": f"tiny_{seed}"}
+
+
+def split(n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 7, n).astype(np.int64)
+    binary = np.isin(labels, [0, 1, 4]).astype(np.int64)  # akiec, bcc, mel
+    images = rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+    images[binary == 1, :, :, 0] = 255  # give the scores something to rank
+    return {"images": images, "labels": labels, "binary": binary}
+
+
+def catalog(root: Path, checkpoints: dict) -> DataCatalog:
+    """conf/base/catalog_phase3.yml with files under ``root``, inputs as the lead's pipelines give them."""
+    config = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog_phase3.yml").read_text())
+    for entry in config.values():
+        if "filepath" in entry:
+            entry["filepath"] = str(root / entry["filepath"])
+    for name in checkpoints:
+        config[name] = {"type": "dermascreen.datasets.TorchDataset", "filepath": str(root / f"data/06_models/{name}.pt")}
+    result = DataCatalog.from_config(config)
+    for name, checkpoint in checkpoints.items():
+        if checkpoint is not None:
+            result.save(name, checkpoint)
+    params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_phase3.yml").read_text())["phase3"]
+    for name, value in {"val_set": split(120, 1), "test_set": split(160, 2), "data_provenance": PROVENANCE,
+                        "params:phase3": params}.items():
+        result[name] = MemoryDataset(value)
+    return result
+
+
+def run(root: Path, final=None, runner_up=None) -> None:
+    checkpoints = {"phase2_best_model": final or tiny_checkpoint(0),
+                   "phase1_runner_up_model": runner_up or tiny_checkpoint(1)}
+    SequentialRunner().run(create_pipeline(), catalog(root, checkpoints))
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("phase3")
+    run(root)
+    return root / "data"
+
+
+def test_reports_metrics_and_dvc_plot_data_are_written(outputs):
+    report = (outputs / "08_reporting/final_report.md").read_text()
+    assert "NON-OFFICIAL" in report and "tiny_0" in report and "91.58%" in report
+    html = (outputs / "08_reporting/final_report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5
+    metrics = json.loads((outputs / "08_reporting/phase3_metrics.json").read_text())
+    assert all(isinstance(value, (int, float)) for value in metrics.values())  # flat, numeric
+    assert metrics["test_recall_low"] <= metrics["test_recall"] <= metrics["test_recall_high"]
+    plots = outputs / "08_reporting/plots"
+    assert (plots / "roc.csv").read_text().startswith("fpr,tpr,threshold")
+    assert (plots / "pr.csv").read_text().startswith("recall,precision,threshold")
+    assert (plots / "confusion.csv").read_text().startswith("actual,predicted")
+    assert len((plots / "confusion.csv").read_text().splitlines()) == 161
+    assert (plots / "threshold_sweep.csv").read_text().startswith("threshold,recall,precision,specificity,f1,f2")
+    for name in ("threshold_sweep", "confusion", "roc", "pr", "reliability"):
+        assert (outputs / f"08_reporting/phase3/{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_threshold_file_is_calibrated_on_validation_for_this_model(outputs):
+    threshold = json.loads((outputs / "07_model_output/phase3_threshold.json").read_text())
+    assert threshold["policy"] == "target_recall" and threshold["model_run"] == "tiny_0"
+    assert threshold["operating_points"]["target_recall"]["recall"] >= 0.90
+    assert threshold["threshold"] == threshold["operating_points"]["target_recall"]["threshold"]
+    assert set(threshold["operating_points"]) == {"default", "target_recall", "max_f2", "youden"}
+
+
+def test_rerun_gives_identical_numbers(outputs, tmp_path):
+    run(tmp_path)
+    for name in ("08_reporting/phase3_metrics.json", "07_model_output/phase3_threshold.json",
+                 "08_reporting/phase3/test_intervals.json", "08_reporting/final_report.md"):
+        assert (tmp_path / "data" / name).read_text() == (outputs / name).read_text(), name
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path):
+    checkpoints = {"phase2_best_model": None, "phase1_runner_up_model": tiny_checkpoint(1)}
+    with pytest.raises(DatasetError, match="phase2_best_model.pt"):
+        SequentialRunner().run(create_pipeline(), catalog(tmp_path, checkpoints))
+
+
+def test_model_that_does_not_match_its_config_is_a_clear_error(tmp_path):
+    broken = tiny_checkpoint(0)
+    broken["config"] = {**TINY, "dense": 32}
+    with pytest.raises(CheckpointError, match="run 'tiny_0'.*weights do not match the model config"):
+        run(tmp_path, final=broken)

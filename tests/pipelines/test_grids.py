@@ -1,0 +1,82 @@
+"""phase1/phase2 grids: structure, ranking and selection (training itself: test_grid_runs.py)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
+from dermascreen.pipelines.phase2.nodes import strategy_spec
+from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
+from dermascreen.pipelines.runs import export_selected, leaderboard_markdown, rank_runs, select_best
+
+SELECTION = {"metric": "recall", "min_specificity": 0.5, "tie_breaker": "roc_auc"}
+
+
+def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0"):
+    metrics = {"recall": recall, "specificity": specificity, "roc_auc": roc_auc, "precision": 0.5,
+               "f1": 0.5, "f2": 0.5, "pr_auc": 0.5, "accuracy": 0.7}
+    return {"run": run, "model": {"arch": arch}, "class_weights_name": weights, "best_epoch": 3,
+            "epochs_run": 5, "val_metrics": metrics}
+
+
+def test_phase1_grid_is_architectures_times_class_weights():
+    pipe = phase1_grid(["CNN_v1", "ResNet_v1"], ["W0", "W3", "W5"])
+    namespaces = {n.namespace for n in pipe.nodes if n.namespace}
+    assert namespaces == {f"phase1.{a}_{w}" for a in ("CNN_v1", "ResNet_v1") for w in ("W0", "W3", "W5")}
+    assert "phase1.ResNet_v1_W3.checkpoint" in pipe.all_outputs()
+    assert {"train_set", "val_set", "normalization", "class_weights", "data_provenance"} <= pipe.inputs()
+    assert "test_set" not in pipe.all_inputs()
+    assert "params:phase1.architectures.ResNet_v1" in pipe.inputs()
+    assert {"phase1_best", "phase1_best_model", "phase1_runner_up_model", "phase1_leaderboard"} <= pipe.outputs()
+
+
+def test_one_run_can_be_selected_alone_by_namespace():
+    pipe = phase1_grid(["CNN_v1", "CNN_v2"], ["W0", "W3"])
+    alone = pipe.only_nodes_with_namespaces(["phase1.CNN_v2_W3"])
+    assert {n.name for n in alone.nodes} == {"phase1.CNN_v2_W3.train", "phase1.CNN_v2_W3.plot_learning_curve"}
+
+
+def test_phase2_runs_start_from_the_phase1_winner():
+    pipe = phase2_grid(["Freeze10", "LowLR"])
+    assert {"phase1_best", "phase1_best_model"} <= pipe.inputs()
+    assert {n.namespace for n in pipe.nodes if n.namespace} == {"phase2.Freeze10", "phase2.LowLR"}
+    assert "test_set" not in pipe.all_inputs()
+
+
+def test_strategy_spec_overrides_only_what_the_strategy_changes():
+    best = {"model": {"arch": "resnet50", "unfreeze": 0, "dropout": 0.5, "dense": 256},
+            "training": {"lr": 1e-3, "batch_size": 64}, "class_weights_name": "W3"}
+    spec = strategy_spec(best, {"model": {"unfreeze": "all", "dropout": 0.7}}, "HighDropout")
+    assert spec["model"] == {"arch": "resnet50", "unfreeze": "all", "dropout": 0.7, "dense": 256}
+    assert (spec["lr"], spec["batch_size"], spec["class_weights"]) == (1e-3, 64, "W3")
+    assert strategy_spec(best, {"lr": 5e-5}, "LowLR")["lr"] == 5e-5
+
+
+def test_ranking_puts_guarded_runs_last_and_breaks_ties():
+    summaries = {
+        "all_malignant": summary("all_malignant", recall=1.0, specificity=0.0),
+        "good": summary("good", recall=0.8, specificity=0.7, roc_auc=0.85),
+        "good_tie": summary("good_tie", recall=0.8, specificity=0.75, roc_auc=0.90),
+        "weak": summary("weak", recall=0.5, specificity=0.9),
+    }
+    board = rank_runs(SELECTION, **summaries)
+    assert board["run"].tolist() == ["good_tie", "good", "weak", "all_malignant"]
+    assert board["rank"].tolist() == [1, 2, 3, 4]
+    assert board["eligible"].tolist() == [True, True, True, False]
+    assert select_best(board, **summaries)["run"] == "good_tie"
+    best, runner_up = export_selected(board, **{r: {"run": r} for r in summaries})
+    assert (best["run"], runner_up["run"]) == ("good_tie", "good")
+
+
+def test_no_eligible_run_is_an_error():
+    summaries = {"a": summary("a", 1.0, 0.1), "b": summary("b", 1.0, 0.2)}
+    with pytest.raises(ValueError, match="no run reached the minimum validation specificity"):
+        select_best(rank_runs(SELECTION, **summaries), **summaries)
+
+
+def test_leaderboard_markdown_names_command_and_data():
+    board = rank_runs(SELECTION, a=summary("a", 0.7, 0.8))
+    text = leaderboard_markdown(board, SELECTION, {"path": "d.npz", "official": False, "md5": "m"},
+                                title="phase1 leaderboard", command="kedro run --pipeline phase1")
+    assert "`kedro run --pipeline phase1`" in text and "non-official copy" in text and "md5 `m`" in text
+    assert "| 1 | a | W0 | True | 0.7000 | 0.8000 |" in text

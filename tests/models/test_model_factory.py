@@ -54,6 +54,7 @@ def test_num_classes_defaults_to_two(images):
     ({**CNN_V1, "dropout": 1.0}, r"cnn dropout must be in \[0, 1\), got 1.0"),
     ({**CNN_V1, "filters": 0}, r"cnn filters must be a positive integer, got 0"),
     ({"arch": "efficientnet_b0", "dense": "big"}, r"efficientnet_b0 dense must be a positive integer, got 'big'"),
+    ({"arch": "vgg16", "dropout": "0.5"}, r"vgg16 dropout must be in \[0, 1\), got '0.5'"),
 ])
 def test_bad_configs_name_the_key_and_the_allowed_values(config, message):
     with pytest.raises(ValueError, match=message):
@@ -99,7 +100,7 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
         build_model({**CNN_V1, "weights": str(wider)})
     deeper = tmp_path / "deeper.pt"
     torch.save(build_model({**CNN_V1, "depth": 4}).state_dict(), deeper)
-    with pytest.raises(ValueError, match=r"unexpected 5: backbone.3.0.weight, backbone.3.1.bias"):
+    with pytest.raises(ValueError, match=r"unexpected 6: backbone.3.0.weight, .* \(\+1 more\); wrong shape 1: head.1.weight"):
         build_model({**CNN_V1, "weights": str(deeper)})
     other_arch = tmp_path / "vgg.pt"
     torch.save({"config": {"arch": "vgg16"}, "state_dict": {"w": torch.zeros(1)}}, other_arch)
@@ -127,9 +128,12 @@ def test_imagenet_weights_missing_offline_raise_a_clear_error(monkeypatch, tmp_p
     monkeypatch.setattr(constants, "ENDPOINT", closed_local_endpoint())
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(WeightsUnavailableError, match=r"resnet50: ImageNet weights for timm model 'resnet50' "
-                                                      r"are not in the local cache .*empty-cache"):
+                                                      r"are not in the local cache .*empty-cache.* cannot be reached"):
         build_model({"arch": "resnet50", "weights": "imagenet"})
     assert constants.HF_HUB_OFFLINE is False  # the cache-only switch is undone
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsUnavailableError, match=r"vgg16: .* and HF_HUB_OFFLINE is set: .*Fetch them"):
+        build_model({"arch": "vgg16", "weights": "imagenet"})
 
 
 def fake_hub_cache(cache, timm_name: str, state: dict[str, torch.Tensor]) -> None:

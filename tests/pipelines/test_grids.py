@@ -27,7 +27,7 @@ def test_phase1_grid_is_architectures_times_class_weights():
     assert {"train_set", "val_set", "normalization", "class_weights", "data_provenance"} <= pipe.inputs()
     assert "test_set" not in pipe.all_inputs()
     assert "params:phase1.architectures.ResNet_v1" in pipe.inputs()
-    assert {"phase1_best", "phase1_best_model", "phase1_runner_up_model", "phase1_leaderboard"} <= pipe.outputs()
+    assert {"phase1_best", "phase1_best_model", "phase1_runner_up_model", "phase1_leaderboard"} <= pipe.all_outputs()
 
 
 def test_one_run_can_be_selected_alone_by_namespace():

@@ -2,7 +2,7 @@
 
     dermascreen-predict photos/ extra.jpg -o predictions.csv
 
-Reads the final model (``data/06_models/phase2_best.pt``) and the threshold phase3 calibrated
+Reads the final model (``data/06_models/phase2/best.pt``) and the threshold phase3 calibrated
 for it (``data/07_model_output/phase3_threshold.json``), relative to the project root by
 default. Exit status: 0 when every file was scored or skipped with a reason, 1 when no image
 at all could be scored, 2 when the model or threshold cannot be used.
@@ -21,7 +21,7 @@ import torch
 from dermascreen.inference.model import CheckpointError, model_from_checkpoint, state_dict_fingerprint
 from dermascreen.inference.predict import predict_files, write_predictions
 
-DEFAULT_MODEL = Path("data/06_models/phase2_best.pt")
+DEFAULT_MODEL = Path("data/06_models/phase2/best.pt")
 DEFAULT_THRESHOLD_FILE = Path("data/07_model_output/phase3_threshold.json")
 
 

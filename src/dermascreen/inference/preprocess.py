@@ -27,7 +27,7 @@ def load_image(path: str | Path, size: int = 28) -> np.ndarray:
         # Phone photos store rotation in EXIF; MedMNIST's source images carry none.
         upright = ImageOps.exif_transpose(image).convert("RGB")
         resized = upright.resize((size, size), resample=Image.Resampling.BICUBIC)
-    return np.asarray(resized, dtype=np.uint8)
+    return np.array(resized, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only
 
 
 def iter_image_files(inputs: Iterable[str | Path]) -> Iterator[Path]:

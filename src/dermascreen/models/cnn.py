@@ -67,6 +67,7 @@ def build_cnn(config: dict[str, Any]) -> CNN:
     for key in ("filters", "depth", "dense", "image_size"):
         if isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 1:
             raise ValueError(f"cnn {key} must be a positive integer, got {values[key]!r}")
-    if not 0.0 <= float(values["dropout"]) < 1.0:
+    dropout = values["dropout"]
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"cnn dropout must be in [0, 1), got {values['dropout']!r}")
     return CNN(num_classes=config.get("num_classes", 2), **values)

@@ -5,7 +5,7 @@
 Dropout -> Linear(num_classes)``.
 
 ``weights``: ``none`` (random init), ``imagenet`` (timm's pretrained weights from the Hugging Face
-hub or its local cache; see ``create_backbone``), or a checkpoint path (loaded by the factory).
+hub or its local cache; see ``pretrained_backbone``), or a checkpoint path (loaded by the factory).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import timm
 import torch
+from huggingface_hub import constants as hub
 import torch.nn.functional as F
 from torch import nn
 
@@ -51,11 +52,9 @@ def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
 
     Checked first because huggingface_hub retries an unreachable hub for about 45 s before giving up.
     """
-    from huggingface_hub import constants
-
-    if constants.is_offline_mode():
+    if hub.is_offline_mode():
         return False
-    url = urlparse(constants.ENDPOINT)
+    url = urlparse(hub.ENDPOINT)
     try:
         socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
     except OSError:
@@ -66,40 +65,39 @@ def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
 @contextmanager
 def hub_offline(offline: bool) -> Iterator[None]:
     """Run huggingface_hub cache-only (as ``HF_HUB_OFFLINE=1``) inside the block when ``offline``."""
-    from huggingface_hub import constants
-
-    saved = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = saved or offline
+    saved = hub.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = saved or offline
     try:
         yield
     finally:
-        constants.HF_HUB_OFFLINE = saved
+        hub.HF_HUB_OFFLINE = saved
+
+
+def pretrained_backbone(arch: str, timm_name: str) -> nn.Module:
+    """timm's ImageNet weights, cache-only when the hub is unreachable (no retry loop)."""
+    if hub.is_offline_mode():
+        where, online = "HF_HUB_OFFLINE is set", False
+    else:
+        online = hub_reachable()
+        where = f"the download from {hub.ENDPOINT} failed" if online else f"{hub.ENDPOINT} cannot be reached"
+    try:
+        with hub_offline(not online):
+            return timm.create_model(timm_name, pretrained=True, num_classes=0)
+    except OSError as error:  # huggingface_hub's download and cache errors are OSErrors
+        raise WeightsUnavailableError(
+            f"{arch}: ImageNet weights for timm model {timm_name!r} are not in the local cache "
+            f"({hub.HF_HUB_CACHE}) and {where}: {type(error).__name__}. Fetch them on a connected machine "
+            f"with `python -c \"import timm; timm.create_model('{timm_name}', pretrained=True)\"` and copy "
+            f"that cache here, or use weights: none or a checkpoint path.") from error
 
 
 def create_backbone(arch: str, weights: str) -> nn.Module:
-    """timm backbone without classifier; ``weights == "imagenet"`` loads timm's pretrained weights.
-
-    With the hub unreachable, loading runs cache-only: cached weights load, missing ones fail at
-    once with ``WeightsUnavailableError`` instead of a retry loop.
-    """
+    """timm backbone without classifier; ``weights == "imagenet"`` loads timm's pretrained weights."""
     spec = BACKBONES[arch]
-    if weights != "imagenet":
-        backbone = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
+    if weights == "imagenet":
+        backbone = pretrained_backbone(arch, spec.timm_name)
     else:
-        online = hub_reachable()
-        try:
-            with hub_offline(not online):
-                backbone = timm.create_model(spec.timm_name, pretrained=True, num_classes=0)
-        except OSError as error:  # huggingface_hub's download and cache errors are OSErrors
-            from huggingface_hub import constants
-
-            where = "the hub could not be reached" if not online else "the download failed"
-            raise WeightsUnavailableError(
-                f"{arch}: ImageNet weights for timm model {spec.timm_name!r} are not in the local "
-                f"cache ({constants.HF_HUB_CACHE}) and {where} ({constants.ENDPOINT}): "
-                f"{type(error).__name__}. Fetch them on a connected machine with "
-                f"`python -c \"import timm; timm.create_model('{spec.timm_name}', pretrained=True)\"` "
-                f"and copy that cache here, or use weights: none or a checkpoint path.") from error
+        backbone = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
     if spec.prune_pre_logits:
         backbone.prune_intermediate_layers(prune_head=True)
     return backbone
@@ -135,7 +133,8 @@ def build_transfer(config: dict[str, Any]) -> TransferNet:
     for key in ("dense", "input_size"):
         if isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < 1:
             raise ValueError(f"{config['arch']} {key} must be a positive integer, got {values[key]!r}")
-    if not 0.0 <= float(values["dropout"]) < 1.0:
+    dropout = values["dropout"]
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"{config['arch']} dropout must be in [0, 1), got {values['dropout']!r}")
     backbone = create_backbone(config["arch"], str(config.get("weights", "none")))
     return TransferNet(backbone, backbone.num_features, num_classes=config.get("num_classes", 2), **values)

@@ -77,7 +77,8 @@ def plot_learning_curve(history: pd.DataFrame, summary: dict) -> plt.Figure:
         if column in history:
             ax_metric.plot(epochs, history[column], label=column.removeprefix("val_"))
     for ax in (ax_loss, ax_metric):
-        ax.axvline(summary["best_epoch"], color="grey", linestyle=":", label="best epoch")
+        if summary["best_epoch"] is not None:  # None: no epoch passed the specificity guard
+            ax.axvline(summary["best_epoch"], color="grey", linestyle=":", label="best epoch")
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
     ax_loss.set_title(f"{summary['run']}: loss")
@@ -106,6 +107,7 @@ def rank_runs(selection: dict, **summaries: dict) -> pd.DataFrame:
         ascending=[False, False, False, True], na_position="last", kind="mergesort",
     )
     board.insert(0, "rank", range(1, len(board) + 1))
+    board["best_epoch"] = board["best_epoch"].astype("Int64")  # None: no epoch passed the guard
     return board.reset_index(drop=True)
 
 
@@ -146,7 +148,7 @@ def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_proven
         "|" + "|".join(" --- " for _ in columns) + "|",
     ]
     for _, row in table.iterrows():
-        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        cells = [f"{v:.4f}" if isinstance(v, float) else ("-" if v is pd.NA else str(v)) for v in row.tolist()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

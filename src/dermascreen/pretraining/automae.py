@@ -88,8 +88,10 @@ class AutoMAEPretrainer:
                  generator_lr: float = 1e-4, rectangles: int = 3):
         self.mae = mae
         self.source = source_encoder.eval().requires_grad_(False)
-        self.mask_generator = MaskGenerator(source_encoder.embed_dim, source_encoder.blocks[0].attn.num_heads)
-        self.discriminator = MaskDiscriminator(mae.num_patches)
+        device = mae.encoder.cls_token.device
+        self.mask_generator = MaskGenerator(source_encoder.embed_dim,
+                                            source_encoder.blocks[0].attn.num_heads).to(device)
+        self.discriminator = MaskDiscriminator(mae.num_patches).to(device)
         self.optimizers = [make_optimizer(mae, lr, weight_decay),
                            make_optimizer(self.mask_generator, generator_lr, 0.0),
                            make_optimizer(self.discriminator, generator_lr, 0.0)]

@@ -9,6 +9,7 @@ stop on a non-finite loss.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any, Protocol
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 
 class Pretrainer(Protocol):
@@ -39,14 +42,15 @@ class ShuffledBatches:
     equally sized batches.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    def __init__(self, n: int, batch_size: int, seed: int, max_batches: int | None = None):
         if n < batch_size:
             raise ValueError(f"{n} images cannot fill one batch of {batch_size}")
-        self.n, self.batch_size = n, batch_size
+        self.n, self.batch_size, self.max_batches = n, batch_size, max_batches
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size
+        full = self.n // self.batch_size
+        return full if self.max_batches is None else min(full, self.max_batches)
 
     def __iter__(self):
         order = torch.randperm(self.n, generator=self.generator)
@@ -112,15 +116,20 @@ def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: list[dict[
                **{key: float(np.mean([l[key] for l in epoch_losses if key in l])) for key in keys},
                "seconds": seconds, "images_per_s": len(epoch_losses) * batch_size / seconds}
         history.append(row)
+        logger.info("pretraining epoch %d: %s", engine.state.epoch,
+                    ", ".join(f"{key} {value:.4g}" for key, value in row.items() if key != "epoch"))
 
 
 def run_pretraining(pretrainer: Pretrainer, images_uint8: np.ndarray, normalization: dict[str, list[float]],
                     epochs: int, batch_size: int, warmup_epochs: float, seed: int,
-                    device: torch.device | str = "cpu") -> list[dict[str, float]]:
-    """Train ``pretrainer`` for ``epochs`` over ``images_uint8`` (N, H, W, 3); per-epoch history."""
+                    device: torch.device | str = "cpu", max_batches: int | None = None) -> list[dict[str, float]]:
+    """Train ``pretrainer`` for ``epochs`` over ``images_uint8`` (N, H, W, 3); per-epoch history.
+
+    ``max_batches`` caps an epoch (a fresh random subset each epoch): small profiles' budget.
+    """
     torch.manual_seed(seed)
     images = torch.from_numpy(np.ascontiguousarray(images_uint8))
-    batches = ShuffledBatches(len(images), batch_size, seed)
+    batches = ShuffledBatches(len(images), batch_size, seed, max_batches)
     total = epochs * len(batches)
 
     def process(engine: Engine, indices: torch.Tensor) -> dict[str, float]:

@@ -40,13 +40,14 @@ def reconstruction_figure(pretrainer: Pretrainer, images_uint8: np.ndarray, norm
     """One row per image: original, masked and reconstructed with the method's mask, then, for a
     learned masking method, the same with MAE's random mask for comparison."""
     pretrainer.train(False)
-    images = to_model_input(torch.from_numpy(np.ascontiguousarray(images_uint8)), normalization, "cpu")
+    device = pretrainer.mae.encoder.cls_token.device
+    images = to_model_input(torch.from_numpy(np.ascontiguousarray(images_uint8)), normalization, device)
     columns = {"original": _to_rgb(resize_to(images, pretrainer.mae.encoder.img_size), normalization)}
     own = pretrainer.mask_scores(images, 1.0)
     variants = [(f"{method} mask", own)]
     if learned:
         generator = torch.Generator().manual_seed(seed)
-        variants.append(("random mask", random_scores(len(images), pretrainer.mae.num_patches, generator)))
+        variants.append(("random mask", random_scores(len(images), pretrainer.mae.num_patches, generator).to(device)))
     for name, scores in variants:
         masked, pasted = _panels(pretrainer, images, scores)
         columns[name] = _to_rgb(masked, normalization)

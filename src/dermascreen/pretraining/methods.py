@@ -30,11 +30,11 @@ def build_autoencoder(encoder: dict[str, Any], decoder: dict[str, Any], mask_rat
 def build_pretrainer(method: str, mae: MaskedAutoencoder, pretrain: dict[str, Any], options: dict[str, Any],
                      train_set: dict[str, np.ndarray] | None = None,
                      normalization: dict[str, list[float]] | None = None,
-                     source_encoder: ViTEncoder | None = None, device: str = "cpu") -> Pretrainer:
+                     source_encoder: ViTEncoder | None = None) -> Pretrainer:
     """The pretrainer of ``method`` around ``mae``; ``options`` are the method's own keys.
 
     SemMAE and AutoMAE need ``source_encoder``; MLO-MAE needs the labelled ``train_set`` and
-    ``normalization`` for its upper levels.
+    ``normalization`` for its upper levels. Every module lives on ``mae``'s device.
     """
     common = {"lr": pretrain["lr"], "weight_decay": pretrain["weight_decay"], "seed": pretrain["seed"]}
     if method == "mae":
@@ -50,5 +50,5 @@ def build_pretrainer(method: str, mae: MaskedAutoencoder, pretrain: dict[str, An
         if train_set is None or normalization is None:
             raise ValueError("mlo_mae needs the labelled train_set and normalization")
         return MLOMAEPretrainer(mae, **common, images=train_set["images"], labels=train_set["labels"],
-                                normalization=normalization, device=device, **options)
+                                normalization=normalization, **options)
     raise ValueError(f"unknown pretraining method {method!r}; expected one of {METHODS}")

@@ -60,16 +60,18 @@ class MLOMAEPretrainer:
                  images: np.ndarray, labels: np.ndarray, normalization: dict[str, list[float]],
                  num_classes: int = 7, holdout_fraction: float = 0.2, unroll: int = 2,
                  head_lr: float = 1e-3, mask_lr: float = 1e-4, batch_size: int = 64,
-                 masking_network: dict | None = None, device: str = "cpu"):
+                 masking_network: dict | None = None):
         self.mae = mae
-        self.masking = MaskingNetwork(mae.encoder.img_size, mae.encoder.patch_size, **(masking_network or {}))
-        self.head = nn.Linear(mae.encoder.embed_dim, num_classes)
+        self.device = device = mae.encoder.cls_token.device
+        self.masking = MaskingNetwork(mae.encoder.img_size, mae.encoder.patch_size,
+                                      **(masking_network or {})).to(device)
+        self.head = nn.Linear(mae.encoder.embed_dim, num_classes).to(device)
         self.optimizers = [make_optimizer(mae, lr, weight_decay), make_optimizer(self.head, head_lr, 0.0),
                            make_optimizer(self.masking, mask_lr, 0.0)]
         train_idx, held_idx = stratified_holdout(labels, holdout_fraction, seed)
         self.portions = {name: (torch.from_numpy(images[idx]), torch.from_numpy(labels[idx]).long())
                          for name, idx in (("train", train_idx), ("held_out", held_idx))}
-        self.normalization, self.device = normalization, device
+        self.normalization = normalization
         self.unroll, self.batch_size = unroll, batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = 0

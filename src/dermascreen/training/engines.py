@@ -96,8 +96,17 @@ def create_evaluator(model: nn.Module, loss_fn: nn.Module, device: torch.device,
 
     evaluator = Engine(eval_step)
     ProbabilityMetrics(num_classes).attach(evaluator, "classification")
-    Loss(loss_fn).attach(evaluator, "loss")
+    Loss(loss_fn, batch_size=_loss_weight(loss_fn)).attach(evaluator, "loss")
     return evaluator
+
+
+def _loss_weight(loss_fn: nn.Module) -> Callable[[torch.Tensor], float]:
+    """How much a batch counts in the epoch loss: its size, or for class-weighted cross-entropy (whose
+    batch value is sum(w_y * nll) / sum(w_y)) its total weight, so the epoch value is exact."""
+    weight = getattr(loss_fn, "weight", None)
+    if weight is None:
+        return len
+    return lambda targets: float(weight[targets].sum())
 
 
 def metric_names(num_classes: int) -> list[str]:
@@ -227,7 +236,7 @@ def attach_handlers(trainer: Engine, evaluator: Engine, model: nn.Module, optimi
     if progress and idist.get_rank() == 0:
         ProgressBar(persist=False).attach(trainer)
         ProgressBar(persist=True).attach(trainer, event_name=Events.EPOCH_COMPLETED,
-                                                        closing_event_name=Events.COMPLETED)
+                                         closing_event_name=Events.COMPLETED)
     return handlers
 
 

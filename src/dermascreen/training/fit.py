@@ -105,11 +105,13 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
             checkpoint = _attach_checkpoint(checkpoint_dir, trainer, model, optimizer, handlers, cfg, train, val,
                                             class_weights, normalization, label_key, device, precision)
             if checkpoint.restore():
-                logger.info("resuming from %s at epoch %d", checkpoint.path, trainer.state.epoch)
-            if checkpoint.stop_reason is not None:
-                return _result(model, handlers, checkpoint.stop_reason)
+                # killed after saving its last epoch but before marking itself finished: finished too
+                stop_reason = checkpoint.stop_reason or _stop_reason(trainer, handlers)
+                if stop_reason is not None:
+                    return _result(model, handlers, stop_reason)
+                logger.info("resuming from %s after epoch %d", checkpoint.path, trainer.state.epoch)
         trainer.run(loader, max_epochs=cfg["epochs"])
-        return _result(model, handlers, _stop_reason(trainer, handlers))
+        return _result(model, handlers, _stop_reason(trainer, handlers) or "max_epochs")
 
 
 def resolve_config(config: dict, num_classes: int) -> dict:
@@ -169,19 +171,23 @@ def _attach_checkpoint(directory: str | Path, trainer: Engine, model: nn.Module,
     return checkpoint
 
 
-def _stop_reason(trainer: Engine, handlers: Handlers) -> str:
+def _stop_reason(trainer: Engine, handlers: Handlers) -> str | None:
+    """Why the run is over, from the state of its objects; None while it should go on."""
     if trainer.state.output is not None and not math.isfinite(trainer.state.output):
         return "nan_loss"
     if handlers.early_stopping.counter >= handlers.early_stopping.patience:
         return "early_stopping"
-    return "max_epochs"
+    if trainer.state.epoch >= trainer.state.max_epochs:
+        return "max_epochs"
+    return None
 
 
 def _result(model: nn.Module, handlers: Handlers, stop_reason: str) -> FitResult:
     best = handlers.best
     if best.weights is None:
         logger.warning("no epoch passed the specificity guard: returning the last epoch's weights")
-        weights, metrics = {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()}, best.last_metrics
+        weights = {k: t.detach().to("cpu", copy=True) for k, t in model.state_dict().items()}
+        metrics = best.last_metrics
     else:
         weights, metrics = best.weights, best.metrics
         model.load_state_dict(weights)

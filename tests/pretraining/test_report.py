@@ -1,0 +1,44 @@
+"""The comparison report: mean ± std over seeds, both averages, provenance and reference figures."""
+
+import pytest
+
+from dermascreen.pretraining.report import SUMMARY_METRICS, metrics_for_dvc, render_report, summarise
+
+
+def _result(seed: int, accuracy: float) -> dict:
+    return {"seed": seed, **{metric: accuracy for metric in SUMMARY_METRICS},
+            "per_class_recall": [accuracy] * 6 + [0.0]}
+
+
+RUN_INFO = {"command": "kedro run --env quick --pipeline pretraining", "profile": "quick", "seeds": [0, 1, 2],
+            "pretraining": "4 epochs", "finetune": "3 epochs"}
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    summary = summarise([_result(0, 0.70), _result(1, 0.74), _result(2, 0.72)])
+    assert summary["seeds"] == [0, 1, 2]
+    assert summary["accuracy"]["mean"] == pytest.approx(0.72)
+    assert summary["accuracy"]["std"] == pytest.approx(0.02)  # ddof=1
+    assert summary["per_class_recall"]["vasc"]["mean"] == 0.0
+    assert summarise([_result(0, 0.5)])["auc"]["std"] == 0.0
+
+
+def test_report_names_the_run_the_data_and_the_references():
+    summaries = {"vit": summarise([_result(0, 0.70), _result(1, 0.72)]),
+                 "mlo_mae": summarise([_result(0, 0.75), _result(1, 0.77)])}
+    provenance = {"path": "/data/dermamnist_28.npz", "md5": "a032e8b2", "official": False}
+    report = render_report(summaries, provenance, RUN_INFO)
+    assert "`kedro run --env quick --pipeline pretraining` (profile `quick`)" in report
+    assert "md5 `a032e8b2`, NOT the official file" in report
+    assert "| accuracy | 71.00 ± 1.41 | 76.00 ± 1.41 |" in report
+    assert "| macro_f1 |" in report and "| weighted_f1 |" in report
+    assert "70.62 | 78.20" in report  # the seed's figures for ViT and MLO-MAE
+    assert "73.5%" in report and "0.917" in report  # MedMNIST v2 ResNet-18 (28)
+    official = render_report(summaries, {**provenance, "official": True}, RUN_INFO)
+    assert "NOT the official file" not in official
+
+
+def test_dvc_metrics_are_flat_per_method():
+    metrics = metrics_for_dvc({"mae": summarise([_result(0, 0.6), _result(1, 0.8)])})
+    assert metrics["mae"]["accuracy_mean"] == pytest.approx(0.7)
+    assert set(metrics["mae"]) == {f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")}

@@ -2,7 +2,7 @@
 
 from kedro.framework.startup import bootstrap_project
 
-from conftest import PROJECT_ROOT
+from project_helpers import PROJECT_ROOT
 
 
 def test_only_phase3_and_the_pretraining_report_read_the_test_split():

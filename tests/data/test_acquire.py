@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import synthetic_raw
+from project_helpers import synthetic_raw
 from dermascreen.data import acquire as acquire_module
 from dermascreen.data.acquire import acquire, md5sum
 from dermascreen.data.errors import DataAcquisitionError

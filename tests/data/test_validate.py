@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import synthetic_raw
+from project_helpers import synthetic_raw
 from dermascreen.data.errors import DataError
 from dermascreen.data.validate import read_raw_npz, validate_raw
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from kedro.runner import SequentialRunner
 
-from conftest import project_catalog, synthetic_raw
+from project_helpers import project_catalog, synthetic_raw
 from dermascreen.data.errors import DataError
 from dermascreen.pipelines.data_engineering import create_pipeline
 from dermascreen.pipelines.data_engineering import nodes

@@ -77,6 +77,6 @@ def test_no_eligible_run_is_an_error():
 def test_leaderboard_markdown_names_command_and_data():
     board = rank_runs(SELECTION, a=summary("a", 0.7, 0.8))
     text = leaderboard_markdown(board, SELECTION, {"path": "d.npz", "official": False, "md5": "m"},
-                                title="phase1 leaderboard", command="kedro run --pipeline phase1")
-    assert "`kedro run --pipeline phase1`" in text and "non-official copy" in text and "md5 `m`" in text
+                                "quick", phase="phase1")
+    assert "`kedro run --pipelines phase1 --env quick`" in text and "non-official copy" in text and "md5 `m`" in text
     assert "| 1 | a | W0 | True | 0.7000 | 0.8000 |" in text

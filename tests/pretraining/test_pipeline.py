@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from kedro.runner import SequentialRunner
 
-from conftest import project_catalog
+from project_helpers import project_catalog
 from dermascreen.models.vit import build_vit
 from dermascreen.pipelines.pretraining import create_pipeline
 

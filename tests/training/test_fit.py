@@ -124,10 +124,14 @@ def test_run_killed_between_its_last_epoch_and_its_end_is_finished(toy_train, to
     assert_same_weights(again.state_dict, first.state_dict)
 
 
-def test_checkpoint_of_another_job_or_a_broken_file_is_refused(toy_train, toy_val, tmp_path):
-    run(toy_train, toy_val, checkpoint_dir=tmp_path, epochs=1)
-    with pytest.raises(ValueError, match=f"{FILENAME}: written by a different training job"):
-        run(toy_train, toy_val, checkpoint_dir=tmp_path, epochs=1, lr=0.5)
+def test_checkpoint_of_another_job_is_replaced_and_a_broken_file_refused(toy_train, toy_val, tmp_path):
+    run(toy_train, toy_val, checkpoint_dir=tmp_path / "shared", epochs=1)
+    changed = run(toy_train, toy_val, checkpoint_dir=tmp_path / "shared", epochs=1, lr=0.5)
+    fresh = run(toy_train, toy_val, checkpoint_dir=tmp_path / "fresh", epochs=1, lr=0.5)
+    untimed = lambda history: [{k: v for k, v in row.items() if not k.endswith("_time_s")} for row in history]
+    assert untimed(changed.history) == untimed(fresh.history)
+    assert_same_weights(changed.state_dict, fresh.state_dict)
+    tmp_path = tmp_path / "shared"
 
     (tmp_path / FILENAME).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=f"{FILENAME}: not a readable training checkpoint"):

@@ -130,16 +130,16 @@ def export_selected(leaderboard: pd.DataFrame, **checkpoints: dict) -> tuple[dic
 
 
 def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_provenance: dict,
-                         title: str, command: str) -> str:
+                         profile: str, *, phase: str) -> str:
     kind = "official MedMNIST file" if data_provenance["official"] else "non-official copy"
     columns = ["rank", "run", "class_weights", "eligible", *[f"val_{m}" for m in LEADERBOARD_METRICS],
                "best_epoch", "epochs_run"]
     table = leaderboard[columns].copy()
     header = "| " + " | ".join(columns) + " |"
     lines = [
-        f"# {title}",
+        f"# {phase} leaderboard",
         "",
-        f"Produced by `{command}` on `{data_provenance['path']}` ({kind}, md5 `{data_provenance['md5']}`).",
+        f"Produced by `kedro run --pipelines {phase} --env {profile}` on `{data_provenance['path']}` ({kind}, md5 `{data_provenance['md5']}`).",
         f"Ranked on the validation split only: runs with validation specificity >= "
         f"{selection['min_specificity']} first, then validation {selection['metric']}, then "
         f"{selection['tie_breaker']}. The test split is not read here.",
@@ -209,9 +209,8 @@ def grid_pipeline(phase: str, runs: dict[str, tuple[Callable, list[str]]]) -> Pi
              name=f"{phase}_select_best"),
         node(export_selected, {"leaderboard": f"{phase}_leaderboard", **checkpoints},
              [f"{phase}_best_model", f"{phase}_runner_up_model"], name=f"{phase}_export_selected"),
-        node(bound(leaderboard_markdown, title=f"{phase} leaderboard",
-                   command=f"kedro run --pipeline {phase}"),
-             [f"{phase}_leaderboard", f"params:{phase}.selection", "data_provenance"],
+        node(bound(leaderboard_markdown, phase=phase),
+             [f"{phase}_leaderboard", f"params:{phase}.selection", "data_provenance", "params:profile"],
              f"{phase}_leaderboard_md", name=f"{phase}_leaderboard_markdown"),
         node(plot_leaderboard, [f"{phase}_leaderboard", f"params:{phase}.selection"],
              f"{phase}_leaderboard_plot", name=f"{phase}_plot_leaderboard"),

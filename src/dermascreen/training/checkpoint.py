@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from dermascreen.io import atomic_write
 
 FILENAME = "training_state.pt"
+logger = logging.getLogger(__name__)
 
 
 def rng_state() -> dict[str, Any]:
@@ -77,7 +79,8 @@ class TrainingCheckpoint:
             torch.save(state, tmp)
 
     def restore(self) -> bool:
-        """Load the saved state into the objects and this rank's RNGs; False when there is no file."""
+        """Load the saved state into the objects and this rank's RNGs; False when there is no file
+        or it belongs to another job (it is overwritten after the first epoch)."""
         if not self.path.exists():
             return False
         try:
@@ -86,8 +89,10 @@ class TrainingCheckpoint:
             raise ValueError(f"{self.path}: not a readable training checkpoint ({error}); "
                              "delete it to start the run over") from error
         if state.get("fingerprint") != self.fingerprint:
-            raise ValueError(f"{self.path}: written by a different training job (other config, data, model "
-                             "or world size); delete it or choose another checkpoint_dir")
+            # A changed parameter (e.g. `dvc exp run -S ...`) makes the old state useless: start over.
+            logger.warning("%s was written by a different training job (other config, data, model or "
+                           "world size): starting this run from scratch", self.path)
+            return False
         for name, obj in self.objects.items():
             obj.load_state_dict(state["objects"][name])
         set_rng_state(state["rng"][idist.get_rank()])

@@ -1,0 +1,86 @@
+"""phase1 then phase2 on the tiny profile through Kedro's runner (real training, seconds)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from kedro.runner import SequentialRunner
+
+from project_helpers import load_config, project_catalog
+from dermascreen.models import build_model
+from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
+from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
+
+pytestmark = pytest.mark.slow
+
+
+def split(n, seed):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 7
+    images = rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+    images[labels == 4] //= 2  # a learnable difference for one malignant class
+    return {"images": images, "labels": labels, "binary": np.isin(labels, [0, 1, 4]).astype(np.int64)}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    params = load_config("tiny", "parameters")
+    for phase in ("phase1", "phase2"):
+        params[phase]["state_dir"] = str(root / "data" / "06_models" / f"{phase}_state")
+    catalog = project_catalog(root, env="tiny", parameters=params)
+    catalog.save("train_set", split(140, 0))
+    catalog.save("val_set", split(70, 1))
+    catalog.save("normalization", {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
+    catalog.save("class_weights", {"W0": [1.0, 1.0], "W3": [1.0, 3.0]})
+    catalog.save("data_provenance", {"path": "synthetic.npz", "md5": "0", "official": False})
+    runs = params["phase1"]["runs"], params["phase1"]["class_weights"]
+    SequentialRunner().run(phase1_grid(*runs), catalog)
+    SequentialRunner().run(phase2_grid(params["phase2"]["runs"]), catalog)
+    return root / "data", catalog, params
+
+
+def test_phase1_writes_every_run_and_the_selection(project):
+    data, catalog, params = project
+    board = pd.read_csv(data / "08_reporting" / "phase1" / "leaderboard.csv")
+    expected = {f"{a}_{w}" for a in params["phase1"]["runs"] for w in params["phase1"]["class_weights"]}
+    assert set(board["run"]) == expected
+    for run in expected:
+        assert (data / "06_models" / "phase1" / run / "best.pt").is_file()
+        history = pd.read_csv(data / "07_model_output" / "phase1" / run / "history.csv")
+        assert history["epoch"].tolist() == [1, 2]
+    best = json.loads((data / "08_reporting" / "phase1_best.json").read_text())
+    assert best["run"] == board.loc[board["rank"] == 1, "run"].item()
+    assert "phase1 --env tiny" in (data / "08_reporting" / "phase1" / "leaderboard.md").read_text()
+
+
+def test_checkpoint_rebuilds_the_model_from_its_config(project):
+    data, catalog, _ = project
+    checkpoint = catalog.load("phase1_best_model")
+    model = build_model(checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    assert checkpoint["config"]["weights"] == "none"
+    assert checkpoint["run"] == catalog.load("phase1_best")["run"]
+    runner_up = catalog.load("phase1_runner_up_model")
+    assert runner_up["run"] != checkpoint["run"]
+
+
+def test_phase2_starts_from_the_phase1_winner(project):
+    data, catalog, params = project
+    best = catalog.load("phase1_best")
+    board = pd.read_csv(data / "08_reporting" / "phase2" / "leaderboard.csv")
+    assert set(board["run"]) == set(params["phase2"]["runs"])
+    freeze = catalog.load("phase2.Freeze10.summary")
+    assert freeze["init_weights"] == "checkpoint"
+    assert freeze["model"]["unfreeze"] == 10 and freeze["class_weights_name"] == best["class_weights_name"]
+    assert catalog.load("phase2_best")["run"] in params["phase2"]["runs"]
+
+
+def test_rerun_reuses_finished_training_state(project):
+    data, catalog, params = project
+    before = catalog.load("phase1.CNN_v1_W0.checkpoint")["state_dict"]
+    SequentialRunner().run(phase1_grid(["CNN_v1"], ["W0"]).only_nodes_with_namespaces(["phase1.CNN_v1_W0"]), catalog)
+    after = catalog.load("phase1.CNN_v1_W0.checkpoint")["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -1,0 +1,69 @@
+"""Helpers shared by the tests: the real data file, synthetic raw arrays, the project's catalog."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, MemoryDataset
+
+from dermascreen import settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_NPZ = PROJECT_ROOT.parent / "shared" / "data" / "dermamnist_28_jpeg75.npz"
+
+
+def real_npz_path() -> Path | None:
+    """The DermaMNIST file these machines have: ``DERMAMNIST_NPZ`` or ../shared/data."""
+    candidate = Path(os.environ.get("DERMAMNIST_NPZ") or SHARED_NPZ)
+    return candidate if candidate.is_file() else None
+
+
+def synthetic_raw(sizes: dict[str, int] | None = None, image_size: int = 28, seed: int = 0) -> dict[str, np.ndarray]:
+    """Arrays shaped like DermaMNIST (random pixels, every class present in every split)."""
+    sizes = sizes or {"train": 7007, "val": 1003, "test": 2005}
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in sizes.items():
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8)
+        labels = np.arange(n) % 7
+        arrays[f"{split}_labels"] = rng.permutation(labels).astype(np.uint8).reshape(-1, 1)
+    return arrays
+
+
+def load_config(env: str, key: str) -> dict[str, Any]:
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
+    return loader[key]
+
+
+def _relocate(entry: dict, root: Path) -> dict:
+    entry = dict(entry)
+    if "filepath" in entry and not Path(entry["filepath"]).is_absolute():
+        entry["filepath"] = str(root / entry["filepath"])
+    return entry
+
+
+def project_catalog(root: Path, env: str = "tiny", local_file: str | None = None,
+                    parameters: dict | None = None) -> DataCatalog:
+    """The project's catalog for ``env`` with every file moved under ``root``, plus ``params:``."""
+    config = load_config(env, "catalog")
+    config = {name: _relocate(entry, root) for name, entry in config.items() if not name.startswith("_")}
+    if local_file is not None and "dermamnist_raw" in config:
+        config["dermamnist_raw"]["local_file"] = local_file
+    catalog = DataCatalog.from_config(config)
+    params = parameters if parameters is not None else load_config(env, "parameters")
+    catalog["parameters"] = MemoryDataset(params)
+    for name, value in _flatten(params):
+        catalog[f"params:{name}"] = MemoryDataset(value)
+    return catalog
+
+
+def _flatten(params: dict, prefix: str = ""):
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        yield name, value
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{name}.")

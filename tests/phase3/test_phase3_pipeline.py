@@ -88,7 +88,7 @@ def test_reports_metrics_and_dvc_plot_data_are_written(outputs):
 
 
 def test_threshold_file_is_calibrated_on_validation_for_this_model(outputs):
-    threshold = json.loads((outputs / "07_model_output/phase3_threshold.json").read_text())
+    threshold = json.loads((outputs / "07_model_output/phase3/threshold.json").read_text())
     assert threshold["policy"] == "target_recall" and threshold["model_run"] == "tiny_0"
     assert threshold["operating_points"]["target_recall"]["recall"] >= 0.90
     assert threshold["threshold"] == threshold["operating_points"]["target_recall"]["threshold"]
@@ -97,7 +97,7 @@ def test_threshold_file_is_calibrated_on_validation_for_this_model(outputs):
 
 def test_rerun_gives_identical_numbers(outputs, tmp_path):
     run(tmp_path)
-    for name in ("08_reporting/phase3_metrics.json", "07_model_output/phase3_threshold.json",
+    for name in ("08_reporting/phase3_metrics.json", "07_model_output/phase3/threshold.json",
                  "08_reporting/phase3/test_intervals.json", "08_reporting/final_report.md"):
         assert (tmp_path / "data" / name).read_text() == (outputs / name).read_text(), name
 

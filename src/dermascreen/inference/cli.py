@@ -3,7 +3,7 @@
     dermascreen-predict photos/ extra.jpg -o predictions.csv
 
 Reads the final model (``data/06_models/phase2/best.pt``) and the threshold phase3 calibrated
-for it (``data/07_model_output/phase3_threshold.json``), relative to the project root by
+for it (``data/07_model_output/phase3/threshold.json``), relative to the project root by
 default. Exit status: 0 when every file was scored or skipped with a reason, 1 when no image
 at all could be scored, 2 when the model or threshold cannot be used.
 """
@@ -22,7 +22,7 @@ from dermascreen.inference.model import CheckpointError, model_from_checkpoint, 
 from dermascreen.inference.predict import predict_files, write_predictions
 
 DEFAULT_MODEL = Path("data/06_models/phase2/best.pt")
-DEFAULT_THRESHOLD_FILE = Path("data/07_model_output/phase3_threshold.json")
+DEFAULT_THRESHOLD_FILE = Path("data/07_model_output/phase3/threshold.json")
 
 
 class UsageError(Exception):

@@ -3,8 +3,8 @@
 A method is a ``Pretrainer``: it owns its modules and optimisers and a small ``step`` (the
 process function's body) that takes one batch of normalised images and returns its losses.
 ``run_pretraining`` builds the engine and attaches every handler in one place: the learning
-rate schedule (linear warmup then cosine, as MAE), per-epoch loss means and throughput, and a
-stop on a non-finite loss.
+rate schedule (linear warmup then cosine, as MAE), per-epoch loss means and throughput, and an
+error on a non-finite loss.
 """
 
 from __future__ import annotations

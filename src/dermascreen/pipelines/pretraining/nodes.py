@@ -91,7 +91,7 @@ def _run_info(profile: str, shared: dict[str, Any], finetune: dict[str, Any]) ->
     pretrain, encoder = shared["pretrain"], shared["encoder"]
     training = finetune["training"]
     return {
-        "command": f"kedro run --env {profile} --pipeline pretraining",
+        "command": f"kedro run --pipelines pretraining --env {profile}",
         "profile": profile,
         "seeds": finetune["seeds"],
         "pretraining": f"{pretrain['epochs']} epochs, batch {pretrain['batch_size']}, mask ratio "

@@ -40,7 +40,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     methods = ("vit", *METHODS)
     report = node(nodes.pretraining_report,
                   {"test_set": "test_set", "normalization": "normalization", "data_provenance": "data_provenance",
-                   "profile": "params:pretraining.profile", "shared": "params:pretraining.shared",
+                   "profile": "params:profile", "shared": "params:pretraining.shared",
                    "finetune": "params:pretraining.finetune",
                    **{method: f"pretraining.{method}.finetuned" for method in methods}},
                   ["pretraining_report", "pretraining_metrics", "pretraining_test_metrics"],

@@ -39,7 +39,7 @@ def test_tiny_profile_runs_end_to_end(tmp_path):
 
     data = tmp_path / "data"
     report = (data / "08_reporting" / "pretraining_report.md").read_text()
-    assert "kedro run --env tiny --pipeline pretraining" in report and "NOT the official file" in report
+    assert "kedro run --pipelines pretraining --env tiny" in report and "NOT the official file" in report
     assert all(label in report for label in ("ViT (no pretraining)", "MLO-MAE", "weighted_f1", "macro_f1"))
     metrics = json.loads((data / "08_reporting" / "pretraining_metrics.json").read_text())
     assert set(metrics) == set(METHODS)

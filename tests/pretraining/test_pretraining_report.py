@@ -10,7 +10,7 @@ def _result(seed: int, accuracy: float) -> dict:
             "per_class_recall": [accuracy] * 6 + [0.0]}
 
 
-RUN_INFO = {"command": "kedro run --env quick --pipeline pretraining", "profile": "quick", "seeds": [0, 1, 2],
+RUN_INFO = {"command": "kedro run --pipelines pretraining --env quick", "profile": "quick", "seeds": [0, 1, 2],
             "pretraining": "4 epochs", "finetune": "3 epochs"}
 
 

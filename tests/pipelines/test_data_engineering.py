@@ -51,9 +51,10 @@ def test_report_says_non_official():
     report = nodes.render_data_report(
         nodes.describe_classes(arrays),
         {"path": "x.npz", "md5": "abc", "official": False, "official_md5": "def", "size": 28, "source": "s"},
-        {"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}, {"W0": [1.0, 1.0]},
+        {"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}, {"W0": [1.0, 1.0]}, "quick",
     )
     assert "**non-official copy**" in report and "md5 `abc`" in report
+    assert "`kedro run --pipelines data_engineering --env quick`" in report
 
 
 def run_pipeline(tmp_path, local_file):

@@ -28,7 +28,7 @@ def test_report_names_the_run_the_data_and_the_references():
                  "mlo_mae": summarise([_result(0, 0.75), _result(1, 0.77)])}
     provenance = {"path": "/data/dermamnist_28.npz", "md5": "a032e8b2", "official": False}
     report = render_report(summaries, provenance, RUN_INFO)
-    assert "`kedro run --env quick --pipeline pretraining` (profile `quick`)" in report
+    assert "`kedro run --pipelines pretraining --env quick` (profile `quick`)" in report
     assert "md5 `a032e8b2`, NOT the official file" in report
     assert "| accuracy | 71.00 ± 1.41 | 76.00 ± 1.41 |" in report
     assert "| macro_f1 |" in report and "| weighted_f1 |" in report

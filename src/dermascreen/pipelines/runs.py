@@ -122,6 +122,12 @@ def select_best(leaderboard: pd.DataFrame, **summaries: dict) -> dict:
     return summaries[top["run"]]
 
 
+def best_metrics(best: dict) -> dict[str, float]:
+    """The selected run's validation metrics, flat, for ``dvc metrics``."""
+    return {f"val_{name}": value for name, value in best["val_metrics"].items()
+            if isinstance(value, (int, float))}
+
+
 def export_selected(leaderboard: pd.DataFrame, **checkpoints: dict) -> tuple[dict, dict | None]:
     """Checkpoints of the winner and of the runner-up (for phase3's McNemar test)."""
     runs = leaderboard["run"].tolist()
@@ -207,6 +213,7 @@ def grid_pipeline(phase: str, runs: dict[str, tuple[Callable, list[str]]]) -> Pi
              f"{phase}_leaderboard", name=f"{phase}_rank_runs"),
         node(select_best, {"leaderboard": f"{phase}_leaderboard", **summaries}, f"{phase}_best",
              name=f"{phase}_select_best"),
+        node(best_metrics, f"{phase}_best", f"{phase}_metrics", name=f"{phase}_best_metrics"),
         node(export_selected, {"leaderboard": f"{phase}_leaderboard", **checkpoints},
              [f"{phase}_best_model", f"{phase}_runner_up_model"], name=f"{phase}_export_selected"),
         node(bound(leaderboard_markdown, phase=phase),

@@ -101,7 +101,7 @@ def plot_samples(train_set: dict, params: dict) -> plt.Figure:
 
 
 def render_data_report(class_statistics: dict, data_provenance: dict, normalization: dict,
-                       class_weights: dict) -> str:
+                       class_weights: dict, profile: str) -> str:
     """Markdown data report; figures sit beside it in ``data/``."""
     names = class_statistics["classes"]
     kind = "official MedMNIST file" if data_provenance["official"] else "**non-official copy**"
@@ -111,7 +111,7 @@ def render_data_report(class_statistics: dict, data_provenance: dict, normalizat
         f"Data file: `{data_provenance['path']}` ({kind}, md5 `{data_provenance['md5']}`; "
         f"official md5 `{data_provenance['official_md5']}`), {data_provenance['size']}x"
         f"{data_provenance['size']}, from {data_provenance['source']}.",
-        "Produced by `kedro run --pipeline data_engineering`.",
+        f"Produced by `kedro run --pipelines data_engineering --env {profile}`.",
         "",
         "## Class counts (7 classes, MedMNIST label order)",
         "",

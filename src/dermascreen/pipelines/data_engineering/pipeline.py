@@ -18,6 +18,6 @@ def create_pipeline(**kwargs) -> Pipeline:
         node(nodes.plot_samples, ["train_set", "params:data_engineering"], "data_report_samples",
              name="plot_samples"),
         node(nodes.render_data_report,
-             ["class_statistics", "data_provenance", "normalization", "class_weights"],
+             ["class_statistics", "data_provenance", "normalization", "class_weights", "params:profile"],
              "data_report", name="render_data_report"),
     ])

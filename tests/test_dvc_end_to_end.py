@@ -1,0 +1,110 @@
+"""`dvc repro` on the tiny profile in a temporary copy of the repository.
+
+Checks the claims of dvc.yaml: everything rebuilds from a clean checkout, a second run does
+nothing, changing one phase2 parameter reruns phase2 and phase3 only, metrics are there, and
+`dvc push` / `dvc pull` round-trip the data and models through a local remote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from project_helpers import PROJECT_ROOT, real_npz_path
+
+pytestmark = pytest.mark.slow
+STAGES = ("data_engineering", "pretraining", "phase1", "phase2", "phase3")
+
+
+def run(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "KEDRO_DISABLE_TELEMETRY": "1", "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def ran(output: str) -> set[str]:
+    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A fresh checkout of the working tree (tracked and untracked-not-ignored files) on `tiny`."""
+    if real_npz_path() is None:
+        pytest.skip("real DermaMNIST file absent: set DERMAMNIST_NPZ (see ../shared/data/SOURCES.md)")
+    root = tmp_path_factory.mktemp("checkout") / "dermascreen"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT_ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        source = PROJECT_ROOT / name
+        if source.is_file() and not name.startswith("data/"):  # results of earlier runs stay behind
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    (root / "dvc.lock").unlink(missing_ok=True)
+    (root / "params.yaml").write_text("profile: tiny\n")
+    os.environ["DERMAMNIST_NPZ"] = str(real_npz_path())
+    for args in (["git", "init", "-q"], ["git", "add", "-A"],
+                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "checkout"]):
+        subprocess.run(args, cwd=root, check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_repro(repo) -> str:
+    return run(["dvc", "repro"], repo)
+
+
+def test_repro_from_a_clean_checkout_runs_every_stage(repo, first_repro):
+    assert ran(first_repro) == set(STAGES)
+    assert (repo / "data" / "08_reporting" / "final_report.html").is_file()
+    assert (repo / "data" / "06_models" / "phase2" / "best.pt").is_file()
+
+
+def test_second_repro_does_nothing_and_status_is_clean(repo, first_repro):
+    assert ran(run(["dvc", "repro"], repo)) == set()
+    assert "up to date" in run(["dvc", "status"], repo)
+
+
+def test_metrics_show_the_final_test_metrics(repo, first_repro):
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
+    files = next(iter(metrics.values()))["data"]
+    final = files["data/08_reporting/phase3_metrics.json"]["data"]
+    assert 0.0 <= final["test_recall"] <= 1.0 and "test_roc_auc_low" in final
+    assert "val_recall" in files["data/08_reporting/phase2_metrics.json"]["data"]
+
+
+def test_push_and_pull_round_trip_data_and_models(repo, first_repro, tmp_path):
+    run(["dvc", "remote", "add", "-f", "-d", "scratch", str(tmp_path / "remote")], repo)
+    run(["dvc", "push"], repo)
+    model = repo / "data" / "06_models" / "phase2" / "best.pt"
+    expected = model.read_bytes()
+    shutil.rmtree(repo / "data" / "06_models")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    run(["dvc", "pull"], repo)
+    assert model.read_bytes() == expected
+    assert "up to date" in run(["dvc", "status"], repo)
+
+
+def test_changing_a_phase2_parameter_reruns_phase2_and_phase3_only(repo, first_repro):
+    overrides = repo / "conf" / "tiny" / "parameters_phase2.yml"
+    overrides.write_text(overrides.read_text() + "  strategies:\n    LowLR: {lr: 0.0002}\n")
+    assert ran(run(["dvc", "repro"], repo)) == {"phase2", "phase3"}
+    assert "up to date" in run(["dvc", "status"], repo)
+
+
+def test_experiment_with_a_changed_parameter_is_compared_with_the_baseline(repo, first_repro):
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "baseline"], repo)
+    output = run(["dvc", "exp", "run", "-n", "lowlr3", "-S",
+                  "conf/tiny/parameters_phase2.yml:phase2.strategies.LowLR.lr=0.0003"], repo)
+    assert ran(output) == {"phase2", "phase3"}
+    table = run(["dvc", "exp", "show", "--csv"], repo)
+    assert "lowlr3" in table and "phase2.strategies.LowLR.lr" in table and "test_recall" in table

@@ -31,7 +31,7 @@ def evidence():
         "calibration": calibration,
         "intervals": bootstrap_intervals(y, p, calibration["threshold"], 1000, seed=1),
         "mcnemar": mcnemar_test(y, (p >= 0.5).astype(int), (p >= 0.4).astype(int)),
-        "ece": 0.0421, "reference": REFERENCE, "n_test": 200, "n_malignant": int(y.sum()),
+        "ece": 0.0421, "reference": REFERENCE, "n_test": 200, "n_malignant": int(y.sum()), "profile": "quick",
     }
 
 
@@ -51,7 +51,7 @@ def test_markdown_states_every_required_fact(evidence):
     for fact in ("NON-OFFICIAL", PROVENANCE["md5"], PROVENANCE["official_md5"], "CNN_v1_W3", '"filters": 8',
                  '"lr": 0.001', f"**{threshold:.4f}**", "highest threshold whose validation recall reaches 0.90",
                  "target_recall (chosen)", "youden", "1000 stratified", "91.58%", "37.95%", "63.60%", "87.70%",
-                 "McNemar", evidence["mcnemar"]["method"], "0.0421", "(phase3/roc.png)"):
+                 "McNemar", evidence["mcnemar"]["method"], "0.0421", "(phase3/roc.png)", "profile `quick`"):
         assert fact in text, fact
     recall = evidence["intervals"]["recall"]
     assert f"{100 * recall['low']:.2f}%, {100 * recall['high']:.2f}%" in text

@@ -51,7 +51,7 @@ def catalog(root: Path, checkpoints: dict) -> DataCatalog:
             result.save(name, checkpoint)
     params = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_phase3.yml").read_text())["phase3"]
     for name, value in {"val_set": split(120, 1), "test_set": split(160, 2), "data_provenance": PROVENANCE,
-                        "params:phase3": params}.items():
+                        "params:phase3": params, "params:profile": "tiny"}.items():
         result[name] = MemoryDataset(value)
     return result
 

@@ -53,9 +53,10 @@ def _json_block(value: dict) -> str:
     return "```\n" + json.dumps(value, indent=2, sort_keys=True, default=str) + "\n```"
 
 
-def provenance_section(provenance: dict) -> Section:
+def provenance_section(provenance: dict, profile: str) -> Section:
     kind = "the official MedMNIST file" if provenance.get("official") else "a NON-OFFICIAL copy"
-    text = (f"Data: `{provenance.get('path')}`, {kind} ({provenance.get('size')}x{provenance.get('size')}), "
+    text = (f"Produced by `dvc repro` (or `kedro run --pipelines data_engineering,phase1,phase2,phase3 "
+            f"--env {profile}`), profile `{profile}`. Data: `{provenance.get('path')}`, {kind} ({provenance.get('size')}x{provenance.get('size')}), "
             f"md5 `{provenance.get('md5')}` (official md5 `{provenance.get('official_md5')}`), "
             f"obtained from {provenance.get('source')}.")
     if not provenance.get("official"):
@@ -126,7 +127,7 @@ def significance_section(mcnemar: dict, ece: float, n_bins: int) -> Section:
 def report_sections(evidence: dict) -> list[Section]:
     """All sections from the phase3 evidence (see ``pipelines.phase3.nodes.build_report``)."""
     return [
-        provenance_section(evidence["provenance"]),
+        provenance_section(evidence["provenance"], evidence["profile"]),
         configuration_section(evidence["model"], evidence["runner_up"], evidence["settings"]),
         threshold_section(evidence["calibration"]),
         test_section(evidence["intervals"], evidence["settings"], evidence["n_test"], evidence["n_malignant"]),

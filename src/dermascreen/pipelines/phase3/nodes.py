@@ -110,7 +110,7 @@ def flat_metrics(threshold: dict, intervals: dict, comparison: dict, calibrated:
 
 def build_report(provenance: dict, checkpoint: dict, runner_up: dict, threshold: dict, intervals: dict,
                  comparison: dict, calibrated: dict, test_set: dict, figures: dict[str, Figure],
-                 params: dict) -> tuple[str, str]:
+                 params: dict, profile: str) -> tuple[str, str]:
     """(markdown, standalone HTML) final report."""
     settings = {key: params[key] for key in ("policy", "target_recall", "n_bootstrap", "confidence", "seed",
                                              "calibration_bins", "mcnemar_exact_below")}
@@ -118,7 +118,7 @@ def build_report(provenance: dict, checkpoint: dict, runner_up: dict, threshold:
         "provenance": provenance, "model": checkpoint, "runner_up": runner_up, "settings": settings,
         "calibration": threshold, "intervals": intervals, "mcnemar": comparison, "ece": calibrated["ece"],
         "reference": params["reference"], "n_test": int(len(test_set["binary"])),
-        "n_malignant": int(np.sum(test_set["binary"])),
+        "n_malignant": int(np.sum(test_set["binary"])), "profile": profile,
     }
     sections = report.report_sections(evidence)
     return (report.render_markdown(REPORT_TITLE, sections, params["figure_paths"]),

@@ -45,6 +45,7 @@ def create_pipeline(**kwargs) -> Pipeline:
              "phase3_metrics", name="flat_metrics"),
         node(nodes.build_report,
              ["data_provenance", "phase2_best_model", "phase1_runner_up_model", "phase3_threshold",
-              "phase3_intervals", "phase3_mcnemar", "phase3_calibration", "test_set", "phase3_figures", P],
+              "phase3_intervals", "phase3_mcnemar", "phase3_calibration", "test_set", "phase3_figures", P,
+              "params:profile"],
              ["final_report_md", "final_report_html"], name="build_report"),
     ])

@@ -15,10 +15,11 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def one_thread() -> Iterator[None]:
     """Test-sized tensors gain nothing from threads and, on shared cores, lose a lot
-    (a toy fit: 0.1 s on one thread, 3 s on two); it also keeps results thread-count independent."""
+    (a toy fit: 0.1 s on one thread, 3 s on two). Session-wide, so module fixtures that train run on
+    the same thread count as the tests comparing with them (float sums depend on it)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

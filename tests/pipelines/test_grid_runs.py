@@ -84,3 +84,17 @@ def test_rerun_reuses_finished_training_state(project):
     SequentialRunner().run(phase1_grid(["CNN_v1"], ["W0"]).only_nodes_with_namespaces(["phase1.CNN_v1_W0"]), catalog)
     after = catalog.load("phase1.CNN_v1_W0.checkpoint")["state_dict"]
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_run_alone_reproduces_the_same_run_inside_the_grid(project, tmp_path):
+    _, catalog, params = project
+    alone = project_catalog(tmp_path, env="tiny", parameters={
+        **params, "phase1": {**params["phase1"], "state_dir": str(tmp_path / "state")}})
+    for name in ("train_set", "val_set", "normalization", "class_weights", "data_provenance"):
+        alone.save(name, catalog.load(name))
+    last = f"{params['phase1']['runs'][-1]}_{params['phase1']['class_weights'][-1]}"
+    SequentialRunner().run(phase1_grid(params["phase1"]["runs"], params["phase1"]["class_weights"])
+                           .only_nodes_with_namespaces([f"phase1.{last}"]), alone)
+    expected = catalog.load(f"phase1.{last}.checkpoint")["state_dict"]
+    got = alone.load(f"phase1.{last}.checkpoint")["state_dict"]
+    assert all(torch.equal(expected[k], got[k]) for k in expected)

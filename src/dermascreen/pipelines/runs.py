@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 from kedro.pipeline import Pipeline, node  # noqa: E402
 
 from dermascreen.models import build_model  # noqa: E402
@@ -35,6 +36,8 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     model_config = {**spec["model"], "num_classes": 2}
     if init is not None:
         model_config["weights"] = "none"  # the init checkpoint supplies every weight
+    # Initial weights depend on the run's seed alone, not on what ran before it in the process.
+    torch.manual_seed(training["seed"])
     model = build_model(model_config)
     if init is not None:
         model.load_state_dict(init["state_dict"])

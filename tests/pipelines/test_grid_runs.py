@@ -10,6 +10,7 @@ from kedro.runner import SequentialRunner
 
 from project_helpers import load_config, project_catalog
 from dermascreen.models import build_model
+from dermascreen.models.vit import ViTEncoder, encoder_checkpoint
 from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
 from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
 
@@ -36,7 +37,7 @@ def project(tmp_path_factory):
     catalog.save("normalization", {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
     catalog.save("class_weights", {"W0": [1.0, 1.0], "W3": [1.0, 3.0]})
     catalog.save("data_provenance", {"path": "synthetic.npz", "md5": "0", "official": False})
-    runs = params["phase1"]["runs"], params["phase1"]["class_weights"]
+    runs = params["phase1"]["runs"], params["phase1"]["class_weights"], params["phase1"]["architectures"]
     SequentialRunner().run(phase1_grid(*runs), catalog)
     SequentialRunner().run(phase2_grid(params["phase2"]["runs"]), catalog)
     return root / "data", catalog, params
@@ -73,7 +74,7 @@ def test_phase2_starts_from_the_phase1_winner(project):
     board = pd.read_csv(data / "08_reporting" / "phase2" / "leaderboard.csv")
     assert set(board["run"]) == set(params["phase2"]["runs"])
     freeze = catalog.load("phase2.Freeze10.summary")
-    assert freeze["init_weights"] == "checkpoint"
+    assert freeze["init_weights"] == f"checkpoint of run {best['run']}"
     assert freeze["model"]["unfreeze"] == 10 and freeze["class_weights_name"] == best["class_weights_name"]
     assert catalog.load("phase2_best")["run"] in params["phase2"]["runs"]
 
@@ -81,7 +82,8 @@ def test_phase2_starts_from_the_phase1_winner(project):
 def test_rerun_reuses_finished_training_state(project):
     data, catalog, params = project
     before = catalog.load("phase1.CNN_v1_W0.checkpoint")["state_dict"]
-    SequentialRunner().run(phase1_grid(["CNN_v1"], ["W0"]).only_nodes_with_namespaces(["phase1.CNN_v1_W0"]), catalog)
+    grid = phase1_grid(["CNN_v1"], ["W0"], params["phase1"]["architectures"])
+    SequentialRunner().run(grid.only_nodes_with_namespaces(["phase1.CNN_v1_W0"]), catalog)
     after = catalog.load("phase1.CNN_v1_W0.checkpoint")["state_dict"]
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -93,8 +95,29 @@ def test_a_run_alone_reproduces_the_same_run_inside_the_grid(project, tmp_path):
     for name in ("train_set", "val_set", "normalization", "class_weights", "data_provenance"):
         alone.save(name, catalog.load(name))
     last = f"{params['phase1']['runs'][-1]}_{params['phase1']['class_weights'][-1]}"
-    SequentialRunner().run(phase1_grid(params["phase1"]["runs"], params["phase1"]["class_weights"])
+    SequentialRunner().run(phase1_grid(params["phase1"]["runs"], params["phase1"]["class_weights"],
+                                       params["phase1"]["architectures"])
                            .only_nodes_with_namespaces([f"phase1.{last}"]), alone)
     expected = catalog.load(f"phase1.{last}.checkpoint")["state_dict"]
     got = alone.load(f"phase1.{last}.checkpoint")["state_dict"]
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_a_vit_run_starts_from_its_pretraining_encoder(project, tmp_path):
+    _, catalog, params = project
+    encoder = ViTEncoder(img_size=32, patch_size=4, embed_dim=16, depth=1, num_heads=2)
+    architectures = {"ViT_MAE": {"model": {"arch": "vit", "weights": "mae", "dropout": 0.1},
+                                 "lr": 0.001, "batch_size": 32}}
+    vit = project_catalog(tmp_path, env="tiny", parameters={
+        **params, "phase1": {**params["phase1"], "architectures": architectures,
+                             "state_dir": str(tmp_path / "state")}})
+    for name in ("train_set", "val_set", "normalization", "class_weights", "data_provenance"):
+        vit.save(name, catalog.load(name))
+    vit.save("pretraining.mae.encoder", encoder_checkpoint(encoder, {"embed_dim": 16, "depth": 1, "num_heads": 2}))
+    grid = phase1_grid(["ViT_MAE"], ["W0"], architectures)
+    SequentialRunner().run(grid.only_nodes_with_namespaces(["phase1.ViT_MAE_W0"]), vit)
+    assert vit.load("phase1.ViT_MAE_W0.summary")["init_weights"] == "pretraining.mae.encoder"
+    checkpoint = vit.load("phase1.ViT_MAE_W0.checkpoint")
+    model = build_model(checkpoint["config"])  # rebuilds with the encoder's sizes, no file needed
+    model.load_state_dict(checkpoint["state_dict"])
+    assert model.encoder.patch_embed.out_channels == 16

@@ -5,11 +5,13 @@ import pandas as pd
 import pytest
 
 from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
+from project_helpers import load_config
 from dermascreen.pipelines.phase2.nodes import strategy_spec
 from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
 from dermascreen.pipelines.runs import export_selected, leaderboard_markdown, rank_runs, select_best
 
 SELECTION = {"metric": "recall", "min_specificity": 0.5, "tie_breaker": "roc_auc"}
+ARCHITECTURES = load_config("base", "parameters")["phase1"]["architectures"]
 
 
 def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0"):
@@ -20,7 +22,7 @@ def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0"):
 
 
 def test_phase1_grid_is_architectures_times_class_weights():
-    pipe = phase1_grid(["CNN_v1", "ResNet_v1"], ["W0", "W3", "W5"])
+    pipe = phase1_grid(["CNN_v1", "ResNet_v1"], ["W0", "W3", "W5"], ARCHITECTURES)
     namespaces = {n.namespace for n in pipe.nodes if n.namespace}
     assert namespaces == {f"phase1.{a}_{w}" for a in ("CNN_v1", "ResNet_v1") for w in ("W0", "W3", "W5")}
     assert "phase1.ResNet_v1_W3.checkpoint" in pipe.all_outputs()
@@ -31,9 +33,16 @@ def test_phase1_grid_is_architectures_times_class_weights():
 
 
 def test_one_run_can_be_selected_alone_by_namespace():
-    pipe = phase1_grid(["CNN_v1", "CNN_v2"], ["W0", "W3"])
+    pipe = phase1_grid(["CNN_v1", "CNN_v2"], ["W0", "W3"], ARCHITECTURES)
     alone = pipe.only_nodes_with_namespaces(["phase1.CNN_v2_W3"])
     assert {n.name for n in alone.nodes} == {"phase1.CNN_v2_W3.train", "phase1.CNN_v2_W3.plot_learning_curve"}
+
+
+def test_a_vit_run_takes_its_pretraining_encoder_as_input():
+    pipe = phase1_grid(["CNN_v1", "ViT_MLO_MAE"], ["W3"], ARCHITECTURES)
+    train = {n.name: n for n in pipe.nodes}
+    assert "pretraining.mlo_mae.encoder" in train["phase1.ViT_MLO_MAE_W3.train"].inputs
+    assert not any(i.startswith("pretraining.") for i in train["phase1.CNN_v1_W3.train"].inputs)
 
 
 def test_phase2_runs_start_from_the_phase1_winner():

@@ -167,8 +167,9 @@ def _merged_architecture(config: dict[str, Any], checkpoint: dict[str, Any], sou
 def build_vit(config: dict[str, Any]) -> ViTClassifier:
     """ViT classifier from a model config.
 
-    Keys: ``num_classes`` (default 2), ``weights`` (``none`` or the path of an encoder checkpoint
-    from the pretraining pipeline, e.g. ``data/06_models/pretraining/mae/encoder.pt``), the
+    Keys: ``num_classes`` (default 2), ``weights`` (``none``, the path of an encoder checkpoint
+    from the pretraining pipeline, e.g. ``data/06_models/pretraining/mae/encoder.pt``, or that
+    checkpoint already loaded), the
     architecture keys of ``ENCODER_DEFAULTS`` (taken from the checkpoint when ``weights`` is a
     path), and ``dropout`` before the head.
     """
@@ -176,13 +177,18 @@ def build_vit(config: dict[str, Any]) -> ViTClassifier:
     if unknown:
         raise ValueError(f"model config for arch 'vit' has unknown key(s) {', '.join(map(repr, unknown))}; "
                          f"allowed keys are {', '.join(VIT_KEYS)}")
-    weights = str(config.get("weights", "none") or "none")
-    if weights == "none":
-        encoder = ViTEncoder(**encoder_config(config))
-    elif weights == "imagenet":
+    weights = config.get("weights") or "none"
+    if isinstance(weights, dict):  # an encoder checkpoint already loaded (a Kedro dataset)
+        checkpoint, source = weights, "encoder checkpoint"
+    elif str(weights) == "none":
+        checkpoint = None
+    elif str(weights) == "imagenet":
         raise ValueError("vit has no imagenet weights; use none or a pretraining encoder checkpoint path")
     else:
-        checkpoint = load_encoder_checkpoint(weights)
-        checkpoint = {**checkpoint, "config": _merged_architecture(config, checkpoint, weights)}
-        encoder = encoder_from_checkpoint(checkpoint, source=weights)
+        checkpoint, source = load_encoder_checkpoint(weights), str(weights)
+    if checkpoint is None:
+        encoder = ViTEncoder(**encoder_config(config))
+    else:
+        checkpoint = {**checkpoint, "config": _merged_architecture(config, checkpoint, source)}
+        encoder = encoder_from_checkpoint(checkpoint, source=source)
     return ViTClassifier(encoder, int(config.get("num_classes", 2)), float(config.get("dropout", 0.0)))

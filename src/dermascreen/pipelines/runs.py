@@ -22,23 +22,29 @@ from kedro.pipeline import Pipeline, node  # noqa: E402
 from dermascreen.models import build_model  # noqa: E402
 from dermascreen.training import fit  # noqa: E402
 
+# Pretraining methods whose encoder a grid run may start from with `weights: <method>`.
+PRETRAINED_ENCODERS = ("mae", "umae", "semmae", "automae", "mlo_mae")
 LEADERBOARD_METRICS = ("recall", "specificity", "precision", "f1", "f2", "roc_auc", "pr_auc", "accuracy")
 
 
 def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights: dict,
-              spec: dict, training: dict, state_dir: str, init: dict | None = None):
+              spec: dict, training: dict, state_dir: str, init: dict | None = None,
+              encoder: dict | None = None):
     """Train one run of a grid; return its checkpoint, per-epoch history and summary.
 
     ``spec``: ``run`` (name), ``model`` (model config), ``lr``, ``batch_size``,
     ``class_weights`` (a strategy name of ``class_weights``). ``init``: a checkpoint to start
-    from (phase2 starts from the phase1 winner) instead of ``model.weights``.
+    from (phase2 starts from the phase1 winner) instead of ``model.weights``. ``encoder``: the
+    pretraining encoder that ``model.weights: <method>`` names (``pretraining.<method>.encoder``).
     """
     model_config = {**spec["model"], "num_classes": 2}
+    if encoder is not None:  # the encoder's architecture, so that the saved config rebuilds the model
+        model_config = {**encoder["config"], **model_config}
     if init is not None:
         model_config["weights"] = "none"  # the init checkpoint supplies every weight
     # Initial weights depend on the run's seed alone, not on what ran before it in the process.
     torch.manual_seed(training["seed"])
-    model = build_model(model_config)
+    model = build_model({**model_config, "weights": encoder} if encoder is not None else model_config)
     if init is not None:
         model.load_state_dict(init["state_dict"])
     config = {**training, "lr": spec["lr"], "batch_size": spec["batch_size"]}
@@ -57,7 +63,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     summary = {
         "run": spec["run"],
         "model": model_config,
-        "init_weights": "checkpoint" if init is not None else model_config.get("weights", "none"),
+        "init_weights": _init_weights(model_config, init),
         "training": config,
         "class_weights_name": spec["class_weights"],
         "class_weights": weights,
@@ -67,6 +73,19 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
         "val_metrics": result.best_metrics,
     }
     return checkpoint, pd.DataFrame(result.history), summary
+
+
+def _init_weights(model_config: dict, init: dict | None) -> str:
+    if init is not None:
+        return f"checkpoint of run {init.get('run')}"
+    weights = str(model_config.get("weights", "none"))
+    return f"pretraining.{weights}.encoder" if weights in PRETRAINED_ENCODERS else weights
+
+
+def encoder_input(model_config: dict) -> list[str]:
+    """The pretraining encoder dataset a model config names with ``weights: <method>``, if any."""
+    weights = str(model_config.get("weights", "none"))
+    return [f"pretraining.{weights}.encoder"] if weights in PRETRAINED_ENCODERS else []
 
 
 def plot_learning_curve(history: pd.DataFrame, summary: dict) -> plt.Figure:

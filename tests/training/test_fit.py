@@ -87,7 +87,7 @@ def test_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one
     count_train_batches(doomed, fail_after=2 * 6 + 3)  # 6 batches an epoch: dies inside epoch 3
     with pytest.raises(SimulatedKill):
         run(toy_train, toy_val, doomed, checkpoint_dir=tmp_path / "killed", **config)
-    restarted = tiny_net(seed=99)  # other initial weights: the checkpoint must override them
+    restarted = tiny_net()  # a restart rebuilds the same model from the same seed
     batches = count_train_batches(restarted)
     resumed = run(toy_train, toy_val, restarted, checkpoint_dir=tmp_path / "killed", **config)
 
@@ -100,7 +100,7 @@ def test_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one
 
 def test_finished_run_returns_its_stored_result_without_training(toy_train, toy_val, tmp_path):
     first = run(toy_train, toy_val, checkpoint_dir=tmp_path)
-    untrainable = tiny_net(seed=5)
+    untrainable = tiny_net()  # the same initial model, which must not train again
     count_train_batches(untrainable, fail_after=0)  # any training step would raise
 
     again = run(toy_train, toy_val, untrainable, checkpoint_dir=tmp_path, progress=True, num_workers=0)
@@ -115,7 +115,7 @@ def test_run_killed_between_its_last_epoch_and_its_end_is_finished(toy_train, to
     state = torch.load(tmp_path / FILENAME, weights_only=True)
     state["stop_reason"] = None  # what the file holds if the process died right after the last epoch
     torch.save(state, tmp_path / FILENAME)
-    untrainable = tiny_net(seed=5)
+    untrainable = tiny_net()  # the same initial model, which must not train again
     count_train_batches(untrainable, fail_after=0)
 
     again = run(toy_train, toy_val, untrainable, checkpoint_dir=tmp_path)
@@ -258,3 +258,11 @@ def test_on_real_dermamnist(real_npz):
     metrics = result.history[0]
     assert metrics["val_tn"] + metrics["val_fp"] + metrics["val_fn"] + metrics["val_tp"] == 128
     assert np.isfinite(metrics["train_loss"]) and np.isfinite(metrics["val_loss"])
+
+
+def test_other_initial_weights_are_another_job(toy_train, toy_val, tmp_path):
+    first = run(toy_train, toy_val, tiny_net(seed=1), checkpoint_dir=tmp_path, epochs=1)
+    other_init = run(toy_train, toy_val, tiny_net(seed=2), checkpoint_dir=tmp_path, epochs=1)
+    fresh = run(toy_train, toy_val, tiny_net(seed=2), checkpoint_dir=tmp_path / "fresh", epochs=1)
+    assert_same_weights(other_init.state_dict, fresh.state_dict)
+    assert not all(torch.equal(first.state_dict[k], other_init.state_dict[k]) for k in first.state_dict)

@@ -163,6 +163,10 @@ def _attach_checkpoint(directory: str | Path, trainer: Engine, model: nn.Module,
                 "device": device.type, "precision": precision, "world_size": idist.get_world_size()}
     arrays = {f"{name}_{key}": split[key] for name, split in (("train", train), ("val", val))
               for key in ("images", label_key)}
+    # The initial weights too: a run that starts from other weights (another seed or init
+    # checkpoint, a code change in the model) is another job, not one to resume.
+    arrays.update({f"init_{name}": tensor.detach().cpu().float().numpy()
+                   for name, tensor in model.state_dict().items()})
     checkpoint = TrainingCheckpoint(directory, {"trainer": trainer, "model": model, "optimizer": optimizer,
                                                 "early_stopping": handlers.early_stopping, "best": handlers.best,
                                                 "history": handlers.history}, fingerprint(settings, arrays))

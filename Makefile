@@ -40,8 +40,9 @@ repro: setup
 	export PATH=$(abspath $(BIN)):$$PATH; \
 	if [ "$$profile" = "$$current" ]; then dvc repro; else dvc exp run --set-param profile=$$profile; fi
 
+# kedro-viz without hooks reads KEDRO_ENV for the grids it draws (docs/kedro_viz.md).
 viz: setup
-	$(BIN)/kedro viz run
+	KEDRO_ENV=$${PROFILE:-$$($(BIN)/python -m dermascreen.profile)} $(BIN)/kedro viz run
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -7,12 +7,14 @@ beside the target and rename it.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import ImagePreview, JSONPreview, TablePreview
 
 from dermascreen.io import atomic_write
 
@@ -45,6 +47,10 @@ class JSONDataset(_FileDataset):
         with atomic_write(self._filepath) as tmp:
             tmp.write_text(text)
 
+    def preview(self) -> JSONPreview:
+        """The document as written, for kedro-viz's JSON viewer."""
+        return JSONPreview(self._filepath.read_text())
+
 
 class TextDataset(_FileDataset):
     """A text file (markdown, HTML)."""
@@ -67,6 +73,10 @@ class CSVDataset(_FileDataset):
         with atomic_write(self._filepath) as tmp:
             data.to_csv(tmp, index=False)
 
+    def preview(self, nrows: int = 5) -> TablePreview:
+        """The first ``nrows`` rows, in the split layout kedro-viz's table expects."""
+        return TablePreview(pd.read_csv(self._filepath, nrows=nrows).to_dict(orient="split"))
+
 
 class FigureDataset(_FileDataset):
     """A matplotlib figure saved as PNG (closed after saving, so runs do not leak figures)."""
@@ -84,6 +94,10 @@ class FigureDataset(_FileDataset):
         with atomic_write(self._filepath, suffix=".png") as tmp:
             data.savefig(tmp, dpi=self._dpi, bbox_inches="tight", format="png")
         plt.close(data)
+
+    def preview(self) -> ImagePreview:
+        """The saved PNG, base64-encoded as kedro-viz's image viewer expects."""
+        return ImagePreview(base64.b64encode(self._filepath.read_bytes()).decode("ascii"))
 
 
 def _finite(value: Any) -> Any:

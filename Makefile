@@ -14,7 +14,7 @@ ifneq ($(DERMAMNIST_NPZ),)
 export DERMAMNIST_NPZ
 endif
 
-.PHONY: all setup test run repro viz bench clean-venv
+.PHONY: all setup test repro viz bench clean-venv
 
 all: repro
 

@@ -13,6 +13,8 @@ DERMAMNIST_NPZ ?= $(wildcard $(abspath ../shared/data/dermamnist_28_jpeg75.npz))
 ifneq ($(DERMAMNIST_NPZ),)
 export DERMAMNIST_NPZ
 endif
+# The raw-data out of dvc.yaml's data_engineering stage (its size from the same globals file).
+RAW_NPZ := data/01_raw/dermamnist_$(shell sed -n 's/^image_size: *//p' conf/base/globals.yml).npz
 
 .PHONY: all setup test repro viz bench clean-venv
 
@@ -33,10 +35,13 @@ test: setup
 
 # The whole experiment through DVC: profile `base` with a CUDA GPU, `quick` without (README).
 # PROFILE=... overrides; a profile other than params.yaml's runs as a DVC experiment.
+# DVC cannot see DERMAMNIST_NPZ: a raw copy that differs from it is dropped first, so DVC reruns
+# data_engineering with the new file (docs/data.md).
 repro: setup
 	@profile=$${PROFILE:-$$($(BIN)/python -m dermascreen.profile)}; \
 	current=$$(sed -n 's/^profile: *//p' params.yaml); \
 	echo "dermascreen: running profile '$$profile' (params.yaml has '$$current')"; \
+	$(BIN)/python -m dermascreen.data.acquire $(RAW_NPZ) || exit 1; \
 	export PATH=$(abspath $(BIN)):$$PATH; \
 	if [ "$$profile" = "$$current" ]; then dvc repro; else dvc exp run --set-param profile=$$profile; fi
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +70,28 @@ def _flatten(params: dict, prefix: str = ""):
         yield name, value
         if isinstance(value, dict):
             yield from _flatten(value, f"{name}.")
+
+
+def command_env(**extra: str) -> dict[str, str]:
+    """The environment for ``kedro``/``dvc`` subprocesses: this venv first, nothing leaves the machine."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "KEDRO_DISABLE_TELEMETRY": "1", "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1", **extra}
+
+
+def fresh_checkout(root: Path) -> Path:
+    """A git repository at ``root`` with the working tree (tracked and untracked-not-ignored files,
+    nothing under data/), no dvc.lock and ``profile: tiny``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT_ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        source = PROJECT_ROOT / name
+        if source.is_file() and not name.startswith("data/"):  # results of earlier runs stay behind
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    (root / "dvc.lock").unlink(missing_ok=True)
+    (root / "params.yaml").write_text("profile: tiny\n")
+    for args in (["git", "init", "-q"], ["git", "add", "-A"],
+                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "checkout"]):
+        subprocess.run(args, cwd=root, check=True)
+    return root

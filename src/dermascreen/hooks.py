@@ -1,7 +1,10 @@
 """Project hooks."""
 
+import sys
+
 from kedro.framework.hooks import hook_impl
 
+from dermascreen.errors import find_user_error
 from dermascreen.pipelines import active_config
 
 
@@ -16,3 +19,30 @@ class ActiveParametersHook:
     @hook_impl
     def after_context_created(self, context) -> None:
         active_config.use(context.config_loader)
+
+
+class UserErrorHook:
+    """``kedro run`` ends with the problem and the fix when the user can fix it, not a traceback.
+
+    Kedro re-raises a failed run to the interpreter, whose exception hook (rich's) prints every
+    frame. For a ``UserError`` anywhere in the exception's chain only that error's message is
+    printed; any other error keeps its traceback.
+    """
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        if not getattr(sys.excepthook, "user_errors_shortened", False):
+            sys.excepthook = _shorten_user_errors(sys.excepthook)
+
+
+def _shorten_user_errors(excepthook):
+    def hook(kind, error, traceback):
+        user_error = find_user_error(error)
+        if user_error is None:
+            excepthook(kind, error, traceback)
+        else:
+            print(f"\ndermascreen: {user_error}", file=sys.stderr)
+
+    hook.user_errors_shortened = True
+    return hook
+

@@ -2,10 +2,14 @@ import json
 
 import numpy as np
 import pytest
+from kedro.io import DatasetError
 from kedro.runner import SequentialRunner
 
 from project_helpers import project_catalog, synthetic_raw
-from dermascreen.data.errors import DataError
+from dermascreen.data.acquire import md5sum
+from dermascreen.data.errors import DataAcquisitionError, DataError
+from dermascreen.datasets import DermaMNISTDataset
+from dermascreen.errors import find_user_error
 from dermascreen.pipelines.data_engineering import create_pipeline
 from dermascreen.pipelines.data_engineering import nodes
 
@@ -75,15 +79,48 @@ def test_pipeline_through_kedro_runner(tmp_path):
     assert "non-official" in (data / "08_reporting" / "data_report.md").read_text()
 
 
-def test_bad_file_writes_nothing_downstream(tmp_path):
-    source = tmp_path / "broken.npz"
+def test_refused_file_never_sticks_and_the_corrected_file_runs(tmp_path):
+    """Broken file (float images) refused with nothing written, then the corrected file runs."""
+    broken, good = tmp_path / "broken.npz", tmp_path / "good.npz"
+    arrays = synthetic_raw()
+    np.savez(good, **arrays)
+    np.savez(broken, **{**arrays, "train_images": arrays["train_images"].astype(np.float32)})
+    with pytest.raises(DatasetError) as refused:
+        run_pipeline(tmp_path / "project", broken)
+    assert isinstance(find_user_error(refused.value), DataAcquisitionError)
+    assert f"refused: {broken}: train_images has dtype float32" in str(refused.value)
+    data = tmp_path / "project" / "data"
+    assert list((data / "01_raw").iterdir()) == []
+    assert not (data / "05_model_input").exists() and not (data / "08_reporting").exists()
+
+    run_pipeline(tmp_path / "project", good)
+    assert (data / "01_raw" / "dermamnist_28.npz").read_bytes() == good.read_bytes()
+    assert (data / "05_model_input" / "train.npz").is_file()
+
+
+def test_changed_local_file_replaces_the_copy(tmp_path):
+    first, second = tmp_path / "first.npz", tmp_path / "second.npz"
+    np.savez(first, **synthetic_raw(seed=0))
+    np.savez(second, **synthetic_raw(seed=1))
+    run_pipeline(tmp_path / "project", first)
+    data = run_pipeline(tmp_path / "project", second)
+    assert (data / "01_raw" / "dermamnist_28.npz").read_bytes() == second.read_bytes()
+    provenance = json.loads((data / "02_intermediate" / "data_provenance.json").read_text())
+    assert provenance["md5"] == md5sum(second) and provenance["source"] == f"local file {second}"
+
+
+def test_broken_copy_put_in_raw_by_hand_names_the_fix(tmp_path):
     arrays = synthetic_raw()
     arrays["val_labels"][5] = 9
-    np.savez(source, **arrays)
-    with pytest.raises(DataError, match=r"dermamnist_28.npz: val_labels has labels in \[0, 9\]"):
-        run_pipeline(tmp_path / "project", source)
-    data = tmp_path / "project" / "data"
-    assert not (data / "05_model_input").exists() and not (data / "08_reporting").exists()
+    raw = tmp_path / "project" / "data" / "01_raw" / "dermamnist_28.npz"
+    raw.parent.mkdir(parents=True)
+    np.savez(raw, **arrays)
+    catalog = project_catalog(tmp_path / "project", env="tiny")
+    catalog["dermamnist_raw"] = DermaMNISTDataset(str(raw), 28, None)
+    with pytest.raises(DataError, match=r"dermamnist_28.npz: val_labels has labels in \[0, 9\], "
+                                        r"expected 0..6. Fix: set DERMAMNIST_NPZ"):
+        SequentialRunner().run(create_pipeline(), catalog)
+    assert not (tmp_path / "project" / "data" / "05_model_input").exists()
 
 
 def test_real_file_counts(tmp_path, real_npz):

@@ -1,26 +1,35 @@
 """Put DermaMNIST at its raw-data path, and say where it came from.
 
-Sources, in order: the file already at the destination; a local file named by the caller
-(``DERMAMNIST_NPZ`` in the project's configuration); the official MedMNIST file from Zenodo,
-md5-checked. The official file is recognised by its md5 from ``medmnist.INFO``; any other file
-is a non-official copy and is reported as such (its arrays are validated downstream).
+Sources, in order: a local file named by the caller (``DERMAMNIST_NPZ`` in the project's
+configuration), which replaces a different copy at the destination; the file already at the
+destination; the official MedMNIST file from Zenodo, md5-checked. A local file is copied to a
+temporary name, validated, and renamed only once it passes: a refused file never sticks. The
+official file is recognised by its md5 from ``medmnist.INFO``; any other file is a non-official
+copy and is reported as such.
+
+``python -m dermascreen.data.acquire RAW_FILE`` runs before ``dvc repro`` (``make all``): DVC
+cannot see ``DERMAMNIST_NPZ``, so when it names a different file than ``RAW_FILE`` the copy is
+removed and DVC reruns the stage that acquires it.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
 import shutil
 import socket
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dermascreen.data.errors import DataAcquisitionError
-from dermascreen.io import atomic_write
+from dermascreen.data.errors import DataAcquisitionError, DataError
 from dermascreen.data.medmnist_info import dataset_info
+from dermascreen.data.validate import read_raw_npz, validate_raw
+from dermascreen.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +77,18 @@ def acquire(destination: str | os.PathLike, size: int, local_file: str | None = 
     """Make sure DermaMNIST at ``size`` is at ``destination`` and return its provenance."""
     destination = Path(destination)
     url, official_md5 = official_source(size)
-    if destination.exists():
-        source = "existing file"
-    elif local_file:
-        local = Path(local_file).expanduser()
-        if not local.is_file():
-            raise DataAcquisitionError(
-                f"DERMAMNIST_NPZ points at {local}, which is not a file. "
-                "Set it to a DermaMNIST .npz (e.g. dermamnist.npz from MedMNIST) or unset it to download."
-            )
-        _atomic_copy(local, destination)
+    local = _local_file(local_file)
+    if local is not None:
+        if not destination.exists():
+            _install(local, destination, size)
+        elif (local_md5 := md5sum(local)) != (copy_md5 := md5sum(destination)):
+            logger.info("DERMAMNIST_NPZ=%s (md5 %s) differs from %s (md5 %s): using it; the copy "
+                        "is replaced once the new file passes validation",
+                        local, local_md5, _display_path(destination), copy_md5)
+            _install(local, destination, size)
         source = f"local file {local}"
+    elif destination.exists():
+        source = "existing file"
     else:
         _download(url, official_md5, destination)
         source = f"download {url}"
@@ -97,17 +107,42 @@ def acquire(destination: str | os.PathLike, size: int, local_file: str | None = 
     return provenance
 
 
+def _local_file(local_file: str | None) -> Path | None:
+    if not local_file:
+        return None
+    local = Path(local_file).expanduser()
+    if not local.is_file():
+        raise DataAcquisitionError(
+            f"DERMAMNIST_NPZ points at {local}, which is not a file. "
+            "Fix: set it to a DermaMNIST .npz (e.g. dermamnist.npz from MedMNIST) or unset it to download."
+        )
+    return local
+
+
+def _install(local: Path, destination: Path, size: int) -> None:
+    """Copy to a temporary name beside ``destination``, validate the copy, then rename it: a file
+    that fails validation never reaches ``destination``, and a copy already there stays as it was."""
+    existed = destination.exists()
+    with atomic_write(destination) as tmp:
+        shutil.copyfile(local, tmp)
+        try:
+            validate_raw(read_raw_npz(tmp, name=local), size, str(local))
+        except DataError as error:
+            kept = "was left as it was" if existed else "was not created"
+            raise DataAcquisitionError(
+                f"DERMAMNIST_NPZ file refused: {error}. {_display_path(destination)} {kept}. "
+                f"Fix: set DERMAMNIST_NPZ to the DermaMNIST {size}x{size} .npz from MedMNIST (or a "
+                "faithful copy with the same keys, shapes, uint8 images and split sizes), or unset "
+                "it to download the official file."
+            ) from None
+
+
 def _display_path(path: Path) -> str:
     """Project-relative where possible, so provenance reads the same on every machine."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
-
-
-def _atomic_copy(source: Path, destination: Path) -> None:
-    with atomic_write(destination) as tmp:
-        shutil.copyfile(source, tmp)
 
 
 def _download(url: str, expected_md5: str, destination: Path) -> None:
@@ -129,3 +164,38 @@ def _download(url: str, expected_md5: str, destination: Path) -> None:
             "set DERMAMNIST_NPZ=/path/to/dermamnist.npz (the MedMNIST file, or a faithful copy "
             f"with the same keys), or copy it to {destination}."
         ) from None
+
+
+def drop_replaced_copy(destination: str | os.PathLike, local_file: str | None) -> bool:
+    """Remove ``destination`` when ``local_file`` is set and differs from it; whether it did.
+
+    ``dvc repro`` decides from ``dvc.lock`` and cannot see ``DERMAMNIST_NPZ``: the copy matches
+    the lock, so a changed ``DERMAMNIST_NPZ`` would be ignored. Without the copy DVC reruns the
+    stage, which validates and installs the new file; the old copy stays in the DVC cache.
+    """
+    destination, local = Path(destination), _local_file(local_file)
+    if local is None or not destination.exists() or md5sum(local) == md5sum(destination):
+        return False
+    logger.info("DERMAMNIST_NPZ=%s differs from %s: removing the copy so that `dvc repro` "
+                "acquires the new file (the old one stays in the DVC cache)", local, destination)
+    destination.unlink()
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dermascreen.data.acquire RAW_FILE``: ``drop_replaced_copy`` with ``DERMAMNIST_NPZ``."""
+    parser = argparse.ArgumentParser(prog="python -m dermascreen.data.acquire",
+                                     description=drop_replaced_copy.__doc__.splitlines()[0])
+    parser.add_argument("raw_file", help="the raw-data path of dvc.yaml, e.g. data/01_raw/dermamnist_28.npz")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="dermascreen: %(message)s")
+    try:
+        drop_replaced_copy(args.raw_file, os.environ.get("DERMAMNIST_NPZ"))
+    except DataAcquisitionError as error:
+        print(f"dermascreen: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

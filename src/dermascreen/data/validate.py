@@ -12,15 +12,17 @@ from dermascreen.data.medmnist_info import SPLITS, class_names, split_sizes
 EXPECTED_KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
 
 
-def read_raw_npz(path) -> dict[str, np.ndarray]:
-    """All arrays of a raw ``.npz``; a truncated or corrupt file is a ``DataError`` naming it."""
+def read_raw_npz(path, name=None) -> dict[str, np.ndarray]:
+    """All arrays of a raw ``.npz``; a truncated or corrupt file is a ``DataError`` naming it
+    (as ``name`` when given: a temporary copy is reported as the file it was copied from)."""
+    name = name or path
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise DataError(f"{name}: file not found") from None
     except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as error:
-        raise DataError(f"{path}: not a readable .npz archive (truncated or corrupt?): {error}") from None
+        raise DataError(f"{name}: not a readable .npz archive (truncated or corrupt?): {error}") from None
 
 
 def validate_raw(arrays: dict[str, np.ndarray], size: int, path: str,

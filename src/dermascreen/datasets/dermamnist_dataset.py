@@ -1,11 +1,10 @@
-"""The raw DermaMNIST ``.npz``: acquired on first load (local copy or download), then read."""
+"""The raw DermaMNIST ``.npz``: acquired on load (local copy or download), then read."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from kedro.io import AbstractDataset
 
 from dermascreen.data.acquire import acquire
@@ -15,8 +14,9 @@ from dermascreen.data.validate import read_raw_npz
 class DermaMNISTDataset(AbstractDataset[None, dict[str, Any]]):
     """Read-only raw data: ``{"arrays": {key: array}, "provenance": dict}``.
 
-    If ``filepath`` does not exist, ``load`` first puts the file there from ``local_file``
-    (``DERMAMNIST_NPZ``) or the official download (see ``dermascreen.data.acquire``).
+    ``load`` first puts the file at ``filepath``: from ``local_file`` (``DERMAMNIST_NPZ``, which
+    replaces a different copy, validated before it lands), else the copy already there, else the
+    official download (see ``dermascreen.data.acquire``).
     """
 
     def __init__(self, filepath: str, size: int = 28, local_file: str | None = None,

@@ -10,15 +10,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from dermascreen.data.errors import DataError  # noqa: E402
 from dermascreen.data.labels import class_counts, class_weights, to_binary  # noqa: E402
 from dermascreen.data.medmnist_info import BINARY_CLASSES, SPLITS, class_names  # noqa: E402
 from dermascreen.data.validate import validate_raw  # noqa: E402
 
 
 def validate_raw_data(raw: dict[str, Any], params: dict) -> tuple[dict[str, np.ndarray], dict]:
-    """Check the raw arrays (keys, shapes, dtypes, label range, split sizes); pass them on."""
+    """Check the raw arrays (keys, shapes, dtypes, label range, split sizes); pass them on.
+
+    A file from ``DERMAMNIST_NPZ`` was validated before it was copied; this catches a file put
+    in ``data/01_raw`` by hand.
+    """
     provenance = raw["provenance"]
-    validate_raw(raw["arrays"], params["image_size"], provenance["path"])
+    try:
+        validate_raw(raw["arrays"], params["image_size"], provenance["path"])
+    except DataError as error:
+        raise DataError(
+            f"{error}. Fix: set DERMAMNIST_NPZ to a good DermaMNIST .npz (it replaces this file), "
+            "or delete this file to download the official one."
+        ) from None
     return raw["arrays"], provenance
 
 

@@ -16,7 +16,7 @@ endif
 # The raw-data out of dvc.yaml's data_engineering stage (its size from the same globals file).
 RAW_NPZ := data/01_raw/dermamnist_$(shell sed -n 's/^image_size: *//p' conf/base/globals.yml).npz
 
-.PHONY: all setup test repro viz bench clean-venv
+.PHONY: all setup test repro viz bench gpu-check clean-venv
 
 all: repro
 
@@ -51,6 +51,11 @@ viz: setup
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# On a CUDA machine, before `base`: the cuda tests, then one timed epoch per architecture
+# (benchmarks/gpu_check.py, under 8 minutes; writes benchmarks/results/gpu_check.json).
+gpu-check: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)

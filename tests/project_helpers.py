@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -35,6 +36,14 @@ def synthetic_raw(sizes: dict[str, int] | None = None, image_size: int = 28, see
         labels = np.arange(n) % 7
         arrays[f"{split}_labels"] = rng.permutation(labels).astype(np.uint8).reshape(-1, 1)
     return arrays
+
+
+def benchmark_module(name: str):
+    """A script of benchmarks/ (not a package) imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_config(env: str, key: str) -> dict[str, Any]:

@@ -1,0 +1,123 @@
+"""What `make gpu-check` runs on a CUDA machine: the tests marked `cuda`.
+
+Every test runs once per device: the `cuda` case needs a GPU (skipped without one, saying so); its
+CPU twin runs in every `pytest`, so the test itself is proven before a GPU ever sees it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from project_helpers import benchmark_module
+from dermascreen.models import build_model
+from dermascreen.training import fit
+from dermascreen.training.engines import create_trainer
+
+from training_toys import BASE_CONFIG, NORMALIZATION, tiny_net
+
+NO_CUDA = "needs a CUDA GPU and torch sees none: `make gpu-check` runs it on a GPU machine"
+DEVICES = [pytest.param("cpu"),
+           pytest.param("cuda", marks=[pytest.mark.cuda,
+                                       pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)])]
+CPU_BATCH = 4  # the CPU twin of the per-architecture test proves the test, not base sizes
+
+
+gpu_check = benchmark_module("gpu_check")
+
+
+class SimulatedKill(Exception):
+    """Raised inside a training step, as a killed process would stop there."""
+
+
+def count_training_forwards(model: nn.Module, kill_after: int | None = None) -> list[int]:
+    calls = [0]
+
+    def hook(module: nn.Module, args: tuple) -> None:
+        if module.training:
+            calls[0] += 1
+            if kill_after is not None and calls[0] > kill_after:
+                raise SimulatedKill(f"killed at training batch {calls[0]}")
+
+    model.register_forward_pre_hook(hook)
+    return calls
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_autocast_step_computes_in_bf16_and_keeps_fp32_weights(device, toy_train):
+    target = torch.device(device)
+    model = tiny_net().to(target)
+    conv_out = []
+    model[0].register_forward_hook(lambda module, args, output: conv_out.append(output.dtype))
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = create_trainer(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss(),
+                             target, NORMALIZATION, precision="bf16")
+    batch = (torch.from_numpy(toy_train["images"][:16]), torch.from_numpy(toy_train["binary"][:16]))
+    trainer.run([batch], max_epochs=1)
+    assert conv_out == [torch.bfloat16]
+    assert math.isfinite(trainer.state.output)
+    assert all(p.dtype == torch.float32 and p.device.type == device for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fit_in_bf16_trains_channels_last(device, toy_train, toy_val):
+    model = tiny_net()
+    conv_in = []
+    model[0].register_forward_pre_hook(
+        lambda module, args: conv_in.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    result = fit(model, toy_train, toy_val, {**BASE_CONFIG, "device": device, "precision": "bf16", "epochs": 1},
+                 [1.0, 2.0], NORMALIZATION)
+    assert model[0].weight.device.type == device
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert conv_in and all(conv_in)  # training and validation batches
+    assert math.isfinite(result.history[0]["train_loss"])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fit_resumes_after_a_kill(device, toy_train, toy_val, tmp_path):
+    config = {**BASE_CONFIG, "device": device, "precision": "auto", "epochs": 3}
+    per_epoch = math.ceil(len(toy_train["images"]) / config["batch_size"])
+    killed = tiny_net()
+    count_training_forwards(killed, kill_after=per_epoch + 2)  # in epoch 2, after epoch 1 was saved
+    with pytest.raises(SimulatedKill):
+        fit(killed, toy_train, toy_val, config, [1.0, 2.0], NORMALIZATION, checkpoint_dir=tmp_path)
+
+    resumed = tiny_net()
+    trained = count_training_forwards(resumed)
+    result = fit(resumed, toy_train, toy_val, config, [1.0, 2.0], NORMALIZATION, checkpoint_dir=tmp_path)
+    assert trained[0] == 2 * per_epoch  # epochs 2 and 3 only
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert result.stop_reason == "max_epochs"
+    assert all(math.isfinite(row["train_loss"]) for row in result.history)
+
+
+@pytest.fixture(scope="module")
+def base():
+    parameters = gpu_check.base_parameters()
+    return gpu_check.base_runs(parameters), parameters["data_engineering"]["image_size"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", list(gpu_check.ARCH_RUNS))
+@pytest.mark.parametrize("device", DEVICES)
+def test_two_steps_of_each_architecture_at_base_settings(device, arch, base):
+    runs, image_size = base
+    run = runs[arch]
+    batch = run["training"]["batch_size"] if device == "cuda" else CPU_BATCH
+    training = {**run["training"], "device": device, "epochs": 1, "batch_size": batch, "max_train_batches": 2,
+                "progress": False}
+    train = gpu_check.random_split(3 * batch, image_size, seed=0)
+    val = gpu_check.random_split(batch, image_size, seed=1)
+    torch.manual_seed(0)
+    model = build_model(run["model"])
+    steps = count_training_forwards(model)
+    result = fit(model, train, val, training, [1.0, 3.0], NORMALIZATION)
+    assert steps[0] == 2
+    assert math.isfinite(result.history[0]["train_loss"])
+    assert np.isfinite(result.history[0]["val_loss"])
+    assert next(model.parameters()).device.type == device

@@ -61,9 +61,9 @@ def test_report_says_non_official():
     assert "`kedro run --pipelines data_engineering --env quick`" in report
 
 
-def run_pipeline(tmp_path, local_file):
+def run_pipeline(tmp_path, local_file, pipeline=None):
     catalog = project_catalog(tmp_path, env="tiny", local_file=str(local_file))
-    SequentialRunner().run(create_pipeline(), catalog)
+    SequentialRunner().run(pipeline or create_pipeline(), catalog)
     return tmp_path / "data"
 
 
@@ -102,8 +102,9 @@ def test_changed_local_file_replaces_the_copy(tmp_path):
     first, second = tmp_path / "first.npz", tmp_path / "second.npz"
     np.savez(first, **synthetic_raw(seed=0))
     np.savez(second, **synthetic_raw(seed=1))
-    run_pipeline(tmp_path / "project", first)
-    data = run_pipeline(tmp_path / "project", second)
+    acquisition = create_pipeline().only_nodes("validate_raw_data")  # what reads the raw file
+    run_pipeline(tmp_path / "project", first, acquisition)
+    data = run_pipeline(tmp_path / "project", second, acquisition)
     assert (data / "01_raw" / "dermamnist_28.npz").read_bytes() == second.read_bytes()
     provenance = json.loads((data / "02_intermediate" / "data_provenance.json").read_text())
     assert provenance["md5"] == md5sum(second) and provenance["source"] == f"local file {second}"

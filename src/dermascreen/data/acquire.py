@@ -171,13 +171,13 @@ def drop_replaced_copy(destination: str | os.PathLike, local_file: str | None) -
 
     ``dvc repro`` decides from ``dvc.lock`` and cannot see ``DERMAMNIST_NPZ``: the copy matches
     the lock, so a changed ``DERMAMNIST_NPZ`` would be ignored. Without the copy DVC reruns the
-    stage, which validates and installs the new file; the old copy stays in the DVC cache.
+    stage, which validates and installs the new file; a copy DVC produced stays in its cache.
     """
     destination, local = Path(destination), _local_file(local_file)
     if local is None or not destination.exists() or md5sum(local) == md5sum(destination):
         return False
     logger.info("DERMAMNIST_NPZ=%s differs from %s: removing the copy so that `dvc repro` "
-                "acquires the new file (the old one stays in the DVC cache)", local, destination)
+                "acquires the new file (a copy DVC produced stays in its cache)", local, destination)
     destination.unlink()
     return True
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from dermascreen.evaluation.metrics import binary_metrics, multiclass_metrics
 from dermascreen.training import predict_proba
-from dermascreen.training.data import eval_loader
+from dermascreen.training.data import eval_batches
 from dermascreen.training.engines import BestModel, create_evaluator, guarded_score, metric_names, ranking_key
 
 from training_toys import NORMALIZATION, tiny_net
@@ -25,7 +25,7 @@ def test_evaluator_metrics_are_metrics_py_on_the_model_probabilities(toy_val, la
     loss_fn = nn.CrossEntropyLoss(weight=torch.linspace(1.0, 2.0, num_classes))
     evaluator = create_evaluator(model, loss_fn, CPU, NORMALIZATION, num_classes)
 
-    evaluator.run(eval_loader(toy_val, label_key, batch_size=10))  # 48 samples: a short last batch
+    evaluator.run(eval_batches(toy_val, label_key, batch_size=10, device=CPU))  # 48 samples: a short last batch
 
     proba = predict_proba(model, toy_val["images"], NORMALIZATION, device="cpu")
     y = toy_val[label_key]

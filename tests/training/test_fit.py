@@ -103,7 +103,7 @@ def test_finished_run_returns_its_stored_result_without_training(toy_train, toy_
     untrainable = tiny_net()  # the same initial model, which must not train again
     count_train_batches(untrainable, fail_after=0)  # any training step would raise
 
-    again = run(toy_train, toy_val, untrainable, checkpoint_dir=tmp_path, progress=True, num_workers=0)
+    again = run(toy_train, toy_val, untrainable, checkpoint_dir=tmp_path, progress=True, compile=False)
 
     assert again.history == first.history and again.best_epoch == first.best_epoch
     assert_same_weights(again.state_dict, first.state_dict)

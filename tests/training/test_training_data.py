@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dermascreen.training.data import (EpochSampler, check_split, normalization_tensors, tensor_dataset,
-                                       to_model_input)
+from dermascreen.training.data import (check_split, eval_batches, normalization_tensors, to_model_input,
+                                       train_batches)
 
 from training_toys import NORMALIZATION, toy_split
 
@@ -25,25 +25,59 @@ def test_to_model_input_scales_normalises_and_moves_channels_first():
     assert to_model_input(images, mean, std, channels_last=True).is_contiguous(memory_format=torch.channels_last)
 
 
-def test_epoch_sampler_order_depends_on_seed_and_epoch_only():
-    dataset = tensor_dataset(toy_split(40, seed=0), "binary")
-    sampler, again = EpochSampler(dataset, seed=1), EpochSampler(dataset, seed=1)
-
-    first = list(sampler)
-    again.set_epoch(0)
-    sampler.set_epoch(1)
-
-    assert sorted(first) == list(range(40))
-    assert list(again) == first  # same (seed, epoch) -> same order, whatever came before
-    assert list(sampler) != first
-    assert list(EpochSampler(dataset, seed=2)) != first
+CPU = torch.device("cpu")
 
 
-def test_epoch_sampler_cut_to_max_samples():
-    dataset = tensor_dataset(toy_split(40, seed=0), "binary")
-    full, cut = EpochSampler(dataset, seed=1), EpochSampler(dataset, seed=1, max_samples=8)
+def epoch_labels(batches, epoch: int) -> list[int]:
+    """The sample ids of one epoch, in batch order (toy labels are replaced by the sample index)."""
+    batches.set_epoch(epoch)
+    return [i for _, labels in batches for i in labels.tolist()]
 
-    assert len(cut) == 8 and list(cut) == list(full)[:8]
+
+def indexed_split(n: int) -> dict:
+    split = toy_split(n, seed=0)
+    return {**split, "binary": np.arange(n)}  # labels = ids, to read the order back
+
+
+def test_train_batches_order_depends_on_seed_and_epoch_only():
+    split = indexed_split(40)
+    batches, again = train_batches(split, "binary", 16, CPU, seed=1), train_batches(split, "binary", 16, CPU, seed=1)
+
+    first = epoch_labels(batches, 0)
+    second = epoch_labels(batches, 1)
+
+    assert sorted(first) == list(range(40)) and len(batches) == 3  # 16 + 16 + 8
+    assert epoch_labels(again, 5) != first and epoch_labels(again, 0) == first  # (seed, epoch) alone
+    assert second != first
+    assert epoch_labels(train_batches(split, "binary", 16, CPU, seed=2), 0) != first
+
+
+def test_train_batches_order_is_distributed_samplers():
+    """The same permutation torch's DistributedSampler draws, so runs keep their batches across versions."""
+    from torch.utils.data import DistributedSampler
+
+    split = indexed_split(40)
+    sampler = DistributedSampler(range(40), num_replicas=1, rank=0, shuffle=True, seed=7)
+    sampler.set_epoch(3)
+
+    assert epoch_labels(train_batches(split, "binary", 8, CPU, seed=7), 3) == list(sampler)
+
+
+def test_train_batches_cut_to_max_batches_and_yield_device_tensors():
+    split = indexed_split(40)
+    full, cut = train_batches(split, "binary", 8, CPU, seed=1), train_batches(split, "binary", 8, CPU, seed=1, max_batches=2)
+
+    assert len(cut) == 2 and epoch_labels(cut, 0) == epoch_labels(full, 0)[:16]
+    images, labels = next(iter(cut))
+    assert images.dtype == torch.uint8 and images.shape == (8, 8, 8, 3) and labels.dtype == torch.int64
+    assert torch.equal(images, torch.from_numpy(split["images"][labels.numpy()]))
+
+
+def test_eval_batches_every_sample_once_in_order_with_a_short_last_batch():
+    batches = eval_batches(indexed_split(10), "binary", 4, CPU)
+
+    assert len(batches) == 3 and epoch_labels(batches, 0) == list(range(10))
+    assert [len(labels) for _, labels in batches] == [4, 4, 2]
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from dermascreen.training.device import autocast_context, resolve_device, resolve_precision
+from dermascreen.training.device import autocast_context, cpu_has_amx, resolve_device, resolve_precision
 
 
 def test_resolve_device_names():
@@ -25,9 +27,10 @@ def test_absent_cuda_is_an_error_not_a_fallback():
         resolve_device("cuda")
 
 
-def test_precision_auto_is_bf16_on_cuda_only():
+def test_precision_auto_is_bf16_on_cuda_and_on_cpus_with_amx():
     assert resolve_precision(torch.device("cuda"), "auto") == "bf16"
-    assert resolve_precision(torch.device("cpu"), "auto") == "fp32"
+    assert resolve_precision(torch.device("cpu"), "auto") == ("bf16" if cpu_has_amx() else "fp32")
+    assert cpu_has_amx() == ("amx_tile" in Path("/proc/cpuinfo").read_text().split())  # torch's probe, checked
     assert resolve_precision(torch.device("cpu"), "bf16") == "bf16"
     with pytest.raises(ValueError, match="precision: expected one of"):
         resolve_precision(torch.device("cpu"), "fp16")

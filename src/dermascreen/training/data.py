@@ -1,17 +1,16 @@
 """From the data contract's uint8 arrays to normalised float batches on the training device.
 
-Images travel as uint8 (4x smaller than float32) and become floats only on the device.
+Images stay uint8 (4x smaller than float32) and become floats only on the device, batch by batch.
 """
 
 from __future__ import annotations
 
-import itertools
+import math
 from typing import Iterator
 
 import ignite.distributed as idist
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 
 def check_split(split: dict, name: str, label_key: str, num_classes: int) -> None:
@@ -48,39 +47,74 @@ def to_model_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, 
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def tensor_dataset(split: dict, label_key: str) -> TensorDataset:
-    return TensorDataset(torch.from_numpy(np.ascontiguousarray(split["images"])),
-                         torch.from_numpy(np.asarray(split[label_key], dtype=np.int64)))
+class SplitBatches:
+    """Batches of (uint8 images (B, H, W, 3), int64 labels (B,)) from one split held as two tensors.
 
+    The split lives on the training device when it fits (DermaMNIST's train split is 16 MB at
+    28x28 and 1 GB at 224x224), so a step costs no host-to-device copy and no loader process;
+    else it stays in pinned host memory and each batch is copied asynchronously.
 
-class EpochSampler(DistributedSampler):
-    """This rank's share of a permutation drawn from (seed, epoch), optionally cut to ``max_samples``.
-
-    The order depends only on the seed and the epoch set by ``set_epoch``, never on a generator's
-    history, so a run resumed at epoch e sees the batches an uninterrupted run would.
+    ``shuffle``: the order of epoch e is ``torch.randperm(N)`` from a generator seeded with
+    ``seed + e`` (set by ``set_epoch``), as ``DistributedSampler`` draws it, and each rank takes its
+    strided share; it depends only on (seed, e), so a run resumed at epoch e sees the batches an
+    uninterrupted run would. Without ``shuffle`` every rank gets every sample once, in order
+    (evaluation: metrics are exact and identical across ranks). ``batch_size`` is global, split
+    across ranks; ``max_batches`` cuts each epoch (small profiles' budget).
     """
 
-    def __init__(self, dataset: TensorDataset, seed: int, max_samples: int | None = None):
-        super().__init__(dataset, num_replicas=idist.get_world_size(), rank=idist.get_rank(), shuffle=True, seed=seed)
-        self.max_samples = self.num_samples if max_samples is None else min(max_samples, self.num_samples)
+    def __init__(self, split: dict, label_key: str, batch_size: int, device: torch.device, *,
+                 shuffle: bool, seed: int = 0, max_batches: int | None = None):
+        images = torch.from_numpy(np.ascontiguousarray(split["images"]))
+        labels = torch.from_numpy(np.asarray(split[label_key], dtype=np.int64))
+        self.device = device
+        self.storage = device if _fits_on(device, images.nbytes) else torch.device("cpu")
+        pin = self.storage != device and device.type == "cuda"
+        self.images, self.labels = ((t.pin_memory() if pin else t.to(self.storage)) for t in (images, labels))
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        world = idist.get_world_size() if shuffle else 1
+        self.rank_batch = max(batch_size // world, 1) if shuffle else batch_size
+        self.rank_samples = math.ceil(len(labels) / world)
+        batches = math.ceil(self.rank_samples / self.rank_batch)
+        self.num_batches = batches if max_batches is None else min(batches, max_batches)
 
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(super().__iter__(), self.max_samples)
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.max_samples
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # A generator: the order is drawn at the first batch, after the epoch's ``set_epoch``.
+        order = self._order().to(self.storage)
+        for start in range(0, self.num_batches * self.rank_batch, self.rank_batch):
+            index = order[start:start + self.rank_batch]
+            yield (self.images[index].to(self.device, non_blocking=True),
+                   self.labels[index].to(self.device, non_blocking=True))
+
+    def _order(self) -> torch.Tensor:
+        n = len(self.labels)
+        if not self.shuffle:
+            return torch.arange(n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        world, rank = idist.get_world_size(), idist.get_rank()
+        padded = torch.cat([order, order[: self.rank_samples * world - n]])  # equal shares, as DistributedSampler
+        return padded[rank::world]
 
 
-def train_loader(split: dict, label_key: str, batch_size: int, seed: int, num_workers: int = 0,
-                 max_batches: int | None = None) -> DataLoader:
-    """Shuffled batches of (uint8 images, labels); ``batch_size`` is global, split across ranks."""
-    dataset = tensor_dataset(split, label_key)
-    rank_batch = max(batch_size // idist.get_world_size(), 1)
-    sampler = EpochSampler(dataset, seed, None if max_batches is None else max_batches * rank_batch)
-    return idist.auto_dataloader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether a split may live on ``device``: always on the CPU, else within a quarter of free memory."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= free // 4
 
 
-def eval_loader(split: dict, label_key: str, batch_size: int, num_workers: int = 0) -> DataLoader:
-    """Every sample once, in order, on every rank: metrics are exact and identical across ranks."""
-    return DataLoader(tensor_dataset(split, label_key), batch_size=batch_size, shuffle=False,
-                      num_workers=num_workers)
+def train_batches(split: dict, label_key: str, batch_size: int, device: torch.device, seed: int,
+                  max_batches: int | None = None) -> SplitBatches:
+    """Shuffled training batches, this rank's share (see ``SplitBatches``)."""
+    return SplitBatches(split, label_key, batch_size, device, shuffle=True, seed=seed, max_batches=max_batches)
+
+
+def eval_batches(split: dict, label_key: str, batch_size: int, device: torch.device) -> SplitBatches:
+    """Every sample once, in order, on every rank."""
+    return SplitBatches(split, label_key, batch_size, device, shuffle=False)

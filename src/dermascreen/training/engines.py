@@ -9,16 +9,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import EarlyStopping, ProgressBar, TerminateOnNan
+from ignite.handlers import EarlyStopping, ProgressBar
 from ignite.metrics import Average, Loss, Metric
 from torch import nn
-from torch.utils.data import DataLoader
 
 from dermascreen.evaluation.metrics import binary_metrics, multiclass_metrics
 from dermascreen.training.data import normalization_tensors, to_model_input
@@ -31,26 +30,31 @@ def create_trainer(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: 
                    device: torch.device, normalization: dict, augment: nn.Module | None = None,
                    precision: str = "fp32", channels_last: bool = False) -> Engine:
     """An Engine whose step trains on one (uint8 images, labels) batch; ``state.metrics["train_loss"]``
-    is the epoch's mean batch loss (averaged over ranks)."""
-    mean, std = normalization_tensors(normalization, device)
+    is the epoch's mean batch loss (averaged over ranks).
 
-    def train_step(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
-        images, targets = batch  # (B, H, W, 3) uint8, (B,) int64
+    Nothing in the step waits for the device: the loss stays a device tensor, summed on the device
+    and read once per epoch. The model enters training mode once per epoch (the evaluator leaves it
+    in eval mode), not on every step.
+    """
+    mean, std = normalization_tensors(normalization, device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def train_step(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        images, targets = batch  # (B, H, W, 3) uint8, (B,) int64, on the device
         x = to_model_input(images.to(device, non_blocking=True), mean, std, channels_last)  # (B, 3, H, W)
-        y = targets.to(device, non_blocking=True)
-        model.train()
         if augment is not None:
-            x = augment(x)
+            x = augment(x).contiguous(memory_format=memory_format)  # grid_sample returns NCHW
         with autocast_context(device, precision):
             logits = model(x)  # (B, C)
-        loss = loss_fn(logits.float(), y)
+        loss = loss_fn(logits.float(), targets.to(device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return loss.item()
+        return loss.detach()
 
     trainer = Engine(train_step)
-    Average(output_transform=lambda loss: loss).attach(trainer, "train_loss")
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda _: model.train())
+    Average(output_transform=lambda loss: loss, device=device).attach(trainer, "train_loss")
     return trainer
 
 
@@ -58,7 +62,7 @@ class ProbabilityMetrics(Metric):
     """Accumulates softmax probabilities and targets over the epoch, then calls ``evaluation.metrics``:
     ``binary_metrics`` (p = probability of class 1) for two classes, ``multiclass_metrics`` otherwise.
 
-    Every rank evaluates the whole validation set (see ``data.eval_loader``), so nothing is reduced.
+    Every rank evaluates the whole validation set (see ``data.eval_batches``), so nothing is reduced.
     """
 
     def __init__(self, num_classes: int):
@@ -89,12 +93,12 @@ def create_evaluator(model: nn.Module, loss_fn: nn.Module, device: torch.device,
 
     def eval_step(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = batch
-        model.eval()
         with torch.no_grad(), autocast_context(device, precision):
             logits = model(to_model_input(images.to(device, non_blocking=True), mean, std, channels_last))
         return logits.float(), targets.to(device, non_blocking=True)  # (B, C), (B,)
 
     evaluator = Engine(eval_step)
+    evaluator.add_event_handler(Events.STARTED, lambda _: model.eval())
     ProbabilityMetrics(num_classes).attach(evaluator, "classification")
     Loss(loss_fn, batch_size=_loss_weight(loss_fn)).attach(evaluator, "loss")
     return evaluator
@@ -208,12 +212,15 @@ class Handlers:
 
 
 def attach_handlers(trainer: Engine, evaluator: Engine, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    val_loader: DataLoader, *, monitor: str, mode: str, min_specificity: float,
+                    val_batches: Iterable, *, monitor: str, mode: str, min_specificity: float,
                     patience: int, progress: bool) -> Handlers:
-    """Evaluate on ``val_loader`` after every epoch, record history, stop on NaN or without
-    improvement for ``patience`` epochs, keep the best weights; progress bars on rank 0.
+    """Evaluate on ``val_batches`` after every epoch, record history, stop on a non-finite epoch
+    loss or without improvement for ``patience`` epochs, keep the best weights; progress bars on
+    rank 0 when ``progress``, a log line per epoch always.
 
-    ``model`` is the unwrapped module (not the DDP wrapper) that the evaluator runs.
+    ``model`` is the unwrapped module (not the DDP wrapper) that the evaluator runs. The loss is
+    checked once per epoch, not per step (a per-step check waits for the device every step): a
+    NaN stops the run at the end of its epoch, and that epoch is neither evaluated nor kept.
     """
     handlers = Handlers(
         early_stopping=EarlyStopping(patience, lambda e: guarded_score(e.state.metrics, monitor, mode, min_specificity),
@@ -221,14 +228,17 @@ def attach_handlers(trainer: Engine, evaluator: Engine, model: nn.Module, optimi
         best=BestModel(model, lambda m: ranking_key(m, monitor, mode, min_specificity), trainer),
         history=History(),
     )
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, TerminateOnNan())
     evaluator.add_event_handler(Events.COMPLETED, handlers.best)
     evaluator.add_event_handler(Events.COMPLETED, handlers.early_stopping)
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def evaluate(engine: Engine) -> None:
+        if not math.isfinite(engine.state.metrics["train_loss"]):
+            logger.warning("epoch %d: non-finite training loss; stopping", engine.state.epoch)
+            engine.terminate()
+            return
         _broadcast_buffers(model)
-        evaluator.run(val_loader)
+        evaluator.run(val_batches)
         row = handlers.history.record(engine, evaluator, optimizer)
         logger.info("epoch %d: train_loss %.4f, val_%s %.4f", row["epoch"], row["train_loss"], monitor,
                     row[f"val_{monitor}"])

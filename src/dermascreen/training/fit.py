@@ -6,12 +6,12 @@ optimizer and train loader go through ``ignite.distributed``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import ignite.distributed as idist
 import numpy as np
@@ -22,9 +22,8 @@ from torch import nn
 
 from dermascreen.training.augment import BatchAugment
 from dermascreen.training.checkpoint import TrainingCheckpoint, fingerprint
-from dermascreen.training.data import (check_split, eval_loader, normalization_tensors, to_model_input,
-                                       train_loader)
-from dermascreen.training.device import resolve_device, resolve_precision
+from dermascreen.training.data import check_split, eval_batches, normalization_tensors, to_model_input, train_batches
+from dermascreen.training.device import kernel_settings, resolve_device, resolve_precision
 from dermascreen.training.engines import Handlers, attach_handlers, create_evaluator, create_trainer, metric_names
 
 logger = logging.getLogger(__name__)
@@ -42,12 +41,12 @@ DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "device": "auto",
     "precision": "auto",
-    "num_workers": 0,
-    "progress": True,
+    "progress": "auto",  # true, false, or auto: progress bars when stderr is a terminal
+    "compile": False,  # torch.compile the training model (docs/training.md: where it pays)
     "max_train_batches": None,
 }
-# keys that change how a run is shown or fed, not what it computes: a resume may change them
-RUNTIME_KEYS = ("progress", "num_workers")
+# keys that change how a run is shown or executed, not what it computes: a resume may change them
+RUNTIME_KEYS = ("progress", "compile")
 NUM_CLASSES = {"binary": 2, "labels": 7}
 
 
@@ -83,23 +82,24 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
     channels_last = precision == "bf16"  # channels_last pays off together with bf16 convolutions
     manual_seed(cfg["seed"] + idist.get_rank())  # ranks draw different augmentations and dropout masks
 
-    with _deterministic_algorithms(device.type == "cpu"):
+    with kernel_settings(device):
         model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
         train_model = idist.auto_model(model) if idist.get_world_size() > 1 else model
+        if cfg["compile"]:
+            train_model = torch.compile(train_model)
         optimizer = idist.auto_optim(torch.optim.Adam(_trainable(model), lr=cfg["lr"],
                                                       weight_decay=cfg["weight_decay"]))
         loss_fn = nn.CrossEntropyLoss(weight=_class_weights(class_weights, num_classes, device))
-        loader = train_loader(train, label_key, cfg["batch_size"], cfg["seed"], cfg["num_workers"],
-                              cfg["max_train_batches"])
+        batches = train_batches(train, label_key, cfg["batch_size"], device, cfg["seed"], cfg["max_train_batches"])
         trainer = create_trainer(train_model, optimizer, loss_fn, device, normalization,
                                  BatchAugment.from_config(cfg["augment"]).to(device), precision, channels_last)
         evaluator = create_evaluator(model, loss_fn, device, normalization, num_classes, precision, channels_last)
         handlers = attach_handlers(trainer, evaluator, model, optimizer,
-                                   eval_loader(val, label_key, cfg["batch_size"], cfg["num_workers"]),
+                                   eval_batches(val, label_key, cfg["batch_size"], device),
                                    monitor=cfg["monitor"], mode=cfg["mode"], min_specificity=cfg["min_specificity"],
-                                   patience=cfg["patience"], progress=cfg["progress"])
+                                   patience=cfg["patience"], progress=_show_progress(cfg["progress"]))
         # the permutation of epoch e depends only on (seed, e): what makes a resumed epoch match
-        trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: loader.sampler.set_epoch(engine.state.epoch - 1))
+        trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: batches.set_epoch(engine.state.epoch - 1))
 
         if checkpoint_dir is not None:
             checkpoint = _attach_checkpoint(checkpoint_dir, trainer, model, optimizer, handlers, cfg, train, val,
@@ -110,7 +110,7 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
                 if stop_reason is not None:
                     return _result(model, handlers, stop_reason)
                 logger.info("resuming from %s after epoch %d", checkpoint.path, trainer.state.epoch)
-        trainer.run(loader, max_epochs=cfg["epochs"])
+        trainer.run(batches, max_epochs=cfg["epochs"])
         return _result(model, handlers, _stop_reason(trainer, handlers) or "max_epochs")
 
 
@@ -131,6 +131,8 @@ def resolve_config(config: dict, num_classes: int) -> dict:
         _check_positive_int(cfg, key)
     if cfg["max_train_batches"] is not None:
         _check_positive_int(cfg, "max_train_batches")
+    if cfg["progress"] not in (True, False, "auto"):
+        raise ValueError(f"training config: progress must be true, false or auto, got {cfg['progress']!r}")
     return cfg
 
 
@@ -177,7 +179,7 @@ def _attach_checkpoint(directory: str | Path, trainer: Engine, model: nn.Module,
 
 def _stop_reason(trainer: Engine, handlers: Handlers) -> str | None:
     """Why the run is over, from the state of its objects; None while it should go on."""
-    if trainer.state.output is not None and not math.isfinite(trainer.state.output):
+    if not math.isfinite(trainer.state.metrics.get("train_loss", 0.0)):  # none yet after a restore
         return "nan_loss"
     if handlers.early_stopping.counter >= handlers.early_stopping.patience:
         return "early_stopping"
@@ -215,24 +217,12 @@ def _class_weights(class_weights: list[float] | None, num_classes: int, device: 
     return weights.to(device)
 
 
+def _show_progress(progress: bool | str) -> bool:
+    """``auto``: progress bars where output goes to a terminal, per-epoch log lines alone elsewhere."""
+    return sys.stderr.isatty() if progress == "auto" else bool(progress)
+
+
 def _check_positive_int(cfg: dict, key: str) -> None:
     value = cfg[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"training config: {key} must be a positive integer, got {value!r}")
-
-
-@contextlib.contextmanager
-def _deterministic_algorithms(enabled: bool) -> Iterator[None]:
-    """Deterministic kernels (warning where none exists) for the duration of a fit, then the caller's setting.
-
-    Only on the CPU, where they cost nothing; on CUDA they slow training and need CUBLAS_WORKSPACE_CONFIG.
-    """
-    if not enabled:
-        yield
-        return
-    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])

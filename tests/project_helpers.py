@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +69,21 @@ def _flatten(params: dict, prefix: str = ""):
         yield name, value
         if isinstance(value, dict):
             yield from _flatten(value, f"{name}.")
+
+
+def project_checkout(root: Path, profile: str = "tiny") -> Path:
+    """A fresh git checkout of the working tree (tracked and untracked-not-ignored files, no data
+    and no dvc.lock) in ``root``, with ``params.yaml`` on ``profile``; returns ``root``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT_ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        source = PROJECT_ROOT / name
+        if source.is_file() and not name.startswith("data/"):  # results of earlier runs stay behind
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    (root / "dvc.lock").unlink(missing_ok=True)
+    (root / "params.yaml").write_text(f"profile: {profile}\n")
+    for args in (["git", "init", "-q"], ["git", "add", "-A"],
+                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "checkout"]):
+        subprocess.run(args, cwd=root, check=True)
+    return root

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from project_helpers import PROJECT_ROOT, real_npz_path
+from project_helpers import project_checkout, real_npz_path
 
 pytestmark = pytest.mark.slow
 STAGES = ("data_engineering", "pretraining", "phase1", "phase2", "phase3")
@@ -40,21 +40,8 @@ def repo(tmp_path_factory) -> Path:
     """A fresh checkout of the working tree (tracked and untracked-not-ignored files) on `tiny`."""
     if real_npz_path() is None:
         pytest.skip("real DermaMNIST file absent: set DERMAMNIST_NPZ (see ../shared/data/SOURCES.md)")
-    root = tmp_path_factory.mktemp("checkout") / "dermascreen"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT_ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        source = PROJECT_ROOT / name
-        if source.is_file() and not name.startswith("data/"):  # results of earlier runs stay behind
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    (root / "dvc.lock").unlink(missing_ok=True)
-    (root / "params.yaml").write_text("profile: tiny\n")
     os.environ["DERMAMNIST_NPZ"] = str(real_npz_path())
-    for args in (["git", "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "checkout"]):
-        subprocess.run(args, cwd=root, check=True)
-    return root
+    return project_checkout(tmp_path_factory.mktemp("checkout") / "dermascreen")
 
 
 @pytest.fixture(scope="module")

@@ -88,9 +88,9 @@ def command_env(**extra: str) -> dict[str, str]:
             "OMP_NUM_THREADS": "1", **extra}
 
 
-def fresh_checkout(root: Path) -> Path:
-    """A git repository at ``root`` with the working tree (tracked and untracked-not-ignored files,
-    nothing under data/), no dvc.lock and ``profile: tiny``."""
+def project_checkout(root: Path, profile: str = "tiny") -> Path:
+    """A fresh git checkout of the working tree (tracked and untracked-not-ignored files, no data
+    and no dvc.lock) in ``root``, with ``params.yaml`` on ``profile``; returns ``root``."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT_ROOT,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, files):
@@ -99,7 +99,7 @@ def fresh_checkout(root: Path) -> Path:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, root / name)
     (root / "dvc.lock").unlink(missing_ok=True)
-    (root / "params.yaml").write_text("profile: tiny\n")
+    (root / "params.yaml").write_text(f"profile: {profile}\n")
     for args in (["git", "init", "-q"], ["git", "add", "-A"],
                  ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "checkout"]):
         subprocess.run(args, cwd=root, check=True)

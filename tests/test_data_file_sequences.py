@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from project_helpers import command_env, fresh_checkout, synthetic_raw
+from project_helpers import command_env, project_checkout, synthetic_raw
 
 pytestmark = pytest.mark.slow
 RAW = Path("data/01_raw/dermamnist_28.npz")
@@ -33,7 +33,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    return fresh_checkout(tmp_path_factory.mktemp("checkout") / "dermascreen")
+    return project_checkout(tmp_path_factory.mktemp("checkout") / "dermascreen")
 
 
 def run(args: list[str], repo: Path, npz: Path) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from project_helpers import command_env, fresh_checkout, real_npz_path
+from project_helpers import command_env, project_checkout, real_npz_path
 
 pytestmark = pytest.mark.slow
 STAGES = ("data_engineering", "pretraining", "phase1", "phase2", "phase3")
@@ -37,7 +37,7 @@ def repo(tmp_path_factory) -> Path:
     if real_npz_path() is None:
         pytest.skip("real DermaMNIST file absent: set DERMAMNIST_NPZ (see ../shared/data/SOURCES.md)")
     os.environ["DERMAMNIST_NPZ"] = str(real_npz_path())
-    return fresh_checkout(tmp_path_factory.mktemp("checkout") / "dermascreen")
+    return project_checkout(tmp_path_factory.mktemp("checkout") / "dermascreen")
 
 
 @pytest.fixture(scope="module")

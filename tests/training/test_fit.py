@@ -11,37 +11,8 @@ from dermascreen.evaluation.metrics import binary_metrics
 from dermascreen.training import fit, predict_proba
 from dermascreen.training.checkpoint import FILENAME
 
-from training_toys import BASE_CONFIG, NORMALIZATION, tiny_net, toy_split
-
-TIMES = ("train_time_s", "val_time_s")
-
-
-class SimulatedKill(Exception):
-    """Raised inside a training step, as a killed process would stop there."""
-
-
-def count_train_batches(model: nn.Module, fail_after: int | None = None) -> list[int]:
-    """Count the model's training-mode forwards; raise SimulatedKill on forward ``fail_after + 1``."""
-    calls = [0]
-
-    def hook(module: nn.Module, args: tuple) -> None:
-        if module.training:
-            calls[0] += 1
-            if fail_after is not None and calls[0] > fail_after:
-                raise SimulatedKill(f"killed at training batch {calls[0]}")
-
-    model.register_forward_pre_hook(hook)
-    return calls
-
-
-def without_times(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in TIMES} for row in history]
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+from training_toys import (BASE_CONFIG, NORMALIZATION, SimulatedKill, assert_same_weights, count_train_batches,
+                           tiny_net, toy_split, without_times)
 
 
 def run(train, val, model=None, checkpoint_dir=None, label_key="binary", **overrides):
@@ -80,7 +51,7 @@ def test_same_seed_same_run_other_seed_other_run(toy_train, toy_val):
 
 
 def test_killed_run_resumes_from_its_last_epoch_and_ends_as_an_uninterrupted_one(toy_train, toy_val, tmp_path):
-    config = {"epochs": 4, "augment": {"rotation": 20, "shift": 0.15}}
+    config = {"epochs": 4, "augment": {"rotation": 20, "shift": 0.15}, "checkpoint_every_s": 0}  # save every epoch
     uninterrupted = run(toy_train, toy_val, checkpoint_dir=tmp_path / "whole", **config)
 
     doomed = tiny_net()

@@ -1,4 +1,5 @@
-"""A toy lesion task (bright square = malignant) and a tiny network: trainings of a second or less.
+"""A toy lesion task (bright square = malignant), a tiny network (trainings of a second or less) and
+the helpers that check training runs against each other.
 
 A plain module (not conftest) so that test files and spawned distributed workers can import it.
 """
@@ -34,3 +35,34 @@ def tiny_net(num_classes: int = 2, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.2),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+
+
+TIMES = ("train_time_s", "val_time_s")
+
+
+class SimulatedKill(Exception):
+    """Raised inside a training step, as a killed process would stop there."""
+
+
+def count_train_batches(model: nn.Module, fail_after: int | None = None) -> list[int]:
+    """Count the model's training-mode forwards; raise SimulatedKill on forward ``fail_after + 1``."""
+    calls = [0]
+
+    def hook(module: nn.Module, args: tuple) -> None:
+        if module.training:
+            calls[0] += 1
+            if fail_after is not None and calls[0] > fail_after:
+                raise SimulatedKill(f"killed at training batch {calls[0]}")
+
+    model.register_forward_pre_hook(hook)
+    return calls
+
+
+def without_times(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMES} for row in history]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

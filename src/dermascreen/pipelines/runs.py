@@ -50,7 +50,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     config = {**training, "lr": spec["lr"], "batch_size": spec["batch_size"]}
     weights = class_weights[spec["class_weights"]]
     result = fit(model, train_set, val_set, config, weights, normalization, label_key="binary",
-                 checkpoint_dir=str(Path(state_dir) / spec["run"]))
+                 checkpoint_dir=str(Path(state_dir) / spec["run"]), model_config=model_config)
     checkpoint = {
         "run": spec["run"],
         # Rebuilding needs no download: the state dict holds every weight.

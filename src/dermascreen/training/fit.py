@@ -21,7 +21,7 @@ from ignite.utils import manual_seed
 from torch import nn
 
 from dermascreen.training.augment import BatchAugment
-from dermascreen.training.checkpoint import TrainingCheckpoint, fingerprint
+from dermascreen.training.checkpoint import TrainingCheckpoint, describe_model, job_description
 from dermascreen.training.data import check_split, eval_batches, normalization_tensors, to_model_input, train_batches
 from dermascreen.training.device import kernel_settings, resolve_device, resolve_precision
 from dermascreen.training.engines import Handlers, attach_handlers, create_evaluator, create_trainer, metric_names
@@ -44,9 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "progress": "auto",  # true, false, or auto: progress bars when stderr is a terminal
     "compile": False,  # torch.compile the training model (docs/training.md: where it pays)
     "max_train_batches": None,
+    "checkpoint_every_s": 300,
 }
-# keys that change how a run is shown or executed, not what it computes: a resume may change them
-RUNTIME_KEYS = ("progress", "compile")
+# keys that change how a run is shown, executed or saved, not what it computes: a resume may change them
+RUNTIME_KEYS = ("progress", "compile", "checkpoint_every_s")
 NUM_CLASSES = {"binary": 2, "labels": 7}
 
 
@@ -65,11 +66,15 @@ class FitResult:
 
 
 def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: list[float] | None,
-        normalization: dict, label_key: str = "binary", checkpoint_dir: str | Path | None = None) -> FitResult:
+        normalization: dict, label_key: str = "binary", checkpoint_dir: str | Path | None = None,
+        model_config: dict | None = None) -> FitResult:
     """Train ``model`` on ``train``, select on ``val``; the model ends holding the returned weights.
 
-    With ``checkpoint_dir``, the run saves its state every epoch and, started again with the same
-    arguments, resumes where it stopped (or returns the stored result of a finished run).
+    With ``checkpoint_dir``, the run saves its state (at the end of an epoch, at most every
+    ``checkpoint_every_s`` seconds, and at the end) and, started again with the same arguments,
+    resumes from the last state saved (or returns the stored result of a finished run).
+    ``model_config``: the config ``model`` was built from (``build_model``); it is part of what
+    makes a saved state this job's, so give it whenever there is one.
     """
     if label_key not in NUM_CLASSES:
         raise ValueError(f"label_key: expected one of {sorted(NUM_CLASSES)}, got {label_key!r}")
@@ -102,12 +107,14 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
         trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: batches.set_epoch(engine.state.epoch - 1))
 
         if checkpoint_dir is not None:
-            checkpoint = _attach_checkpoint(checkpoint_dir, trainer, model, optimizer, handlers, cfg, train, val,
-                                            class_weights, normalization, label_key, device, precision)
+            checkpoint = _attach_checkpoint(checkpoint_dir, trainer, model, model_config, optimizer, handlers, cfg,
+                                            train, val, class_weights, normalization, label_key, device, precision)
             if checkpoint.restore():
                 # killed after saving its last epoch but before marking itself finished: finished too
                 stop_reason = checkpoint.stop_reason or _stop_reason(trainer, handlers)
                 if stop_reason is not None:
+                    logger.info("%s: the run is over (%s), returning its stored result", checkpoint.path,
+                                stop_reason)
                     return _result(model, handlers, stop_reason)
                 logger.info("resuming from %s after epoch %d", checkpoint.path, trainer.state.epoch)
         trainer.run(batches, max_epochs=cfg["epochs"])
@@ -133,6 +140,9 @@ def resolve_config(config: dict, num_classes: int) -> dict:
         _check_positive_int(cfg, "max_train_batches")
     if cfg["progress"] not in (True, False, "auto"):
         raise ValueError(f"training config: progress must be true, false or auto, got {cfg['progress']!r}")
+    every = cfg["checkpoint_every_s"]
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not every >= 0:
+        raise ValueError(f"training config: checkpoint_every_s must be a number of seconds >= 0, got {every!r}")
     return cfg
 
 
@@ -154,25 +164,29 @@ def predict_proba(model: nn.Module, images_uint8: np.ndarray, normalization: dic
     return torch.cat(batches).numpy()
 
 
-def _attach_checkpoint(directory: str | Path, trainer: Engine, model: nn.Module, optimizer: torch.optim.Optimizer,
-                       handlers: Handlers, cfg: dict, train: dict, val: dict, class_weights: list[float] | None,
-                       normalization: dict, label_key: str, device: torch.device,
-                       precision: str) -> TrainingCheckpoint:
-    """Save after every epoch (after evaluation, so nothing random happens before the next one
-    starts) and when the run ends, marking it finished."""
-    settings = {"config": {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}, "class_weights": class_weights,
-                "normalization": normalization, "label_key": label_key, "model": type(model).__name__,
+def _attach_checkpoint(directory: str | Path, trainer: Engine, model: nn.Module, model_config: dict | None,
+                       optimizer: torch.optim.Optimizer, handlers: Handlers, cfg: dict, train: dict, val: dict,
+                       class_weights: list[float] | None, normalization: dict, label_key: str,
+                       device: torch.device, precision: str) -> TrainingCheckpoint:
+    """Save at the end of an epoch when ``checkpoint_every_s`` have passed (after the evaluation,
+    so nothing random happens before the next epoch starts) and when the run ends, marking it finished."""
+    settings = {"training": {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS},
+                "model": describe_model(model, model_config), "class_weights": class_weights, "normalization": normalization, "label_key": label_key,
                 "device": device.type, "precision": precision, "world_size": idist.get_world_size()}
-    arrays = {f"{name}_{key}": split[key] for name, split in (("train", train), ("val", val))
-              for key in ("images", label_key)}
+    data = {f"{name}_{key}": split[key] for name, split in (("train", train), ("val", val))
+            for key in ("images", label_key)}
     # The initial weights too: a run that starts from other weights (another seed or init
-    # checkpoint, a code change in the model) is another job, not one to resume.
-    arrays.update({f"init_{name}": tensor.detach().cpu().float().numpy()
-                   for name, tensor in model.state_dict().items()})
+    # checkpoint) is another job, not one to resume.
+    job = job_description(settings, data, model.state_dict())
     checkpoint = TrainingCheckpoint(directory, {"trainer": trainer, "model": model, "optimizer": optimizer,
-                                                "early_stopping": handlers.early_stopping, "best": handlers.best,
-                                                "history": handlers.history}, fingerprint(settings, arrays))
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: checkpoint.save())
+                                                "early_stopping": handlers.early_stopping, "history": handlers.history},
+                                    handlers.best, job, every_s=cfg["checkpoint_every_s"])
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def save_if_due(engine: Engine) -> None:
+        if _stop_reason(engine, handlers) is None:  # else the run ends now, and COMPLETED saves
+            checkpoint.save_if_due()
+
     trainer.add_event_handler(Events.COMPLETED, lambda engine: checkpoint.save(_stop_reason(engine, handlers)))
     return checkpoint
 

@@ -1,0 +1,58 @@
+"""dermascreen.io: atomic, durable writes and the removal of what a killed write leaves."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dermascreen.io import atomic_write, remove_temporaries
+
+
+def test_a_failed_write_keeps_the_previous_version_and_leaves_nothing(tmp_path):
+    target = tmp_path / "result.json"
+    with atomic_write(target, suffix=".json") as tmp:
+        tmp.write_text("first")
+    with pytest.raises(RuntimeError), atomic_write(target, suffix=".json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+
+    assert target.read_text() == "first" and [path.name for path in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_the_file_is_synced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """The real fsync and rename, watched: which path each call touched, in order."""
+    calls = []
+    fsync, replace = os.fsync, os.replace
+
+    def watched_fsync(fd: int) -> None:
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def watched_replace(source, target) -> None:
+        calls.append(("rename", str(source)))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", watched_fsync)
+    monkeypatch.setattr(os, "replace", watched_replace)
+    with atomic_write(tmp_path / "state.pt", suffix=".pt") as tmp:
+        tmp.write_bytes(b"state")
+
+    assert calls == [("fsync", str(tmp)), ("rename", str(tmp)), ("fsync", str(tmp_path))]
+    assert (tmp_path / "state.pt").read_bytes() == b"state"
+
+
+def test_remove_temporaries_removes_only_what_atomic_write_leaves(tmp_path):
+    leftovers = []
+    for target, suffix in (("state.pt", ".pt"), ("table.csv", "")):
+        with atomic_write(tmp_path / target, suffix=suffix) as tmp:
+            tmp.write_text(target)
+        leftovers.append(tmp)  # the temporary name of a real write, as a SIGKILL would leave it
+        tmp.write_text("half")
+    for name in (".hidden", ".state.pt.notatemp"):
+        (tmp_path / name).write_text(name)
+
+    assert remove_temporaries(tmp_path) == sorted(leftovers)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".hidden", ".state.pt.notatemp", "state.pt",
+                                                                 "table.csv"]
+    assert remove_temporaries(tmp_path / "absent") == []

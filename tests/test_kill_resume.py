@@ -1,0 +1,131 @@
+"""Training killed for real and started again loses nothing.
+
+In a temporary checkout on the tiny profile (state saved every epoch, epochs of about a second):
+`kedro run` killed with SIGKILL in the middle of an epoch after its first checkpoint, then `dvc
+repro` interrupted with SIGINT (Ctrl-C) at the same point of the next run, then `dvc repro` again:
+each start resumes from the last checkpoint, and the end has exactly the metrics and weights of an
+uninterrupted run (CPU, same seed). One chain rather than two tests: each start of the tiny
+project costs seconds of imports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from project_helpers import project_checkout, real_npz_path
+
+pytestmark = pytest.mark.slow
+PHASE1 = ["kedro", "run", "--env", "tiny", "--pipelines", "phase1"]  # the command of dvc.yaml's stage
+DVC_REPRO = ["dvc", "repro", "phase1"]
+STATE_DIR = Path("data/06_models/phase1_state")
+OUTPUTS = ("data/06_models/phase1", "data/07_model_output/phase1", "data/08_reporting/phase1",
+           "data/08_reporting/phase1_metrics.json")
+TIMES = ["train_time_s", "val_time_s"]
+
+
+def environment(root: Path) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": str(root / "src"), "DERMAMNIST_NPZ": str(real_npz_path()),
+            "KEDRO_DISABLE_TELEMETRY": "1", "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}  # log lines unwrapped
+
+
+def run(args: list[str], root: Path) -> str:
+    result = subprocess.run(args, cwd=root, env=environment(root), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def interrupted(args: list[str], root: Path, sig: signal.Signals, log: Path) -> tuple[Path, str]:
+    """Start ``args`` and send ``sig`` to its process group as soon as a new training state is on
+    disk (a run's first epoch is over, its second under way); the new state file and the output."""
+    before = set((root / STATE_DIR).glob("*/training_state.pt"))
+    with log.open("w") as out:
+        process = subprocess.Popen(args, cwd=root, env=environment(root), stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # its own group: a Ctrl-C reaches dvc and kedro
+        try:
+            deadline = time.monotonic() + 300
+            while not (new := set((root / STATE_DIR).glob("*/training_state.pt")) - before):
+                assert process.poll() is None, f"{' '.join(args)} ended before a new checkpoint:\n{log.read_text()}"
+                assert time.monotonic() < deadline, "no new checkpoint within 300 s"
+                time.sleep(0.01)
+            os.killpg(process.pid, sig)
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    assert process.returncode != 0
+    return new.pop().relative_to(root), log.read_text()
+
+
+def results(root: Path) -> dict:
+    """Everything phase1 reports and selects: histories (without wall times), summaries, leaderboard,
+    metrics, and the weights of every run."""
+    out = {"leaderboard": pd.read_csv(root / "data/08_reporting/phase1/leaderboard.csv").to_dict("list"),
+           "metrics": (root / "data/08_reporting/phase1_metrics.json").read_text()}
+    for run_dir in sorted((root / "data/07_model_output/phase1").iterdir()):
+        if run_dir.is_dir():
+            out[run_dir.name] = {"history": pd.read_csv(run_dir / "history.csv").drop(columns=TIMES).to_dict("list"),
+                                 "summary": (run_dir / "summary.json").read_text()}
+            weights = torch.load(root / "data/06_models/phase1" / run_dir.name / "best.pt", weights_only=True)
+            out[run_dir.name]["weights"] = {name: tensor.tolist() for name, tensor in weights["state_dict"].items()}
+    return out
+
+
+def clean(root: Path) -> None:
+    """No training state and no phase1 output: what is there afterwards comes from the next run."""
+    for name in (str(STATE_DIR), *OUTPUTS):
+        path = root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def project(tmp_path_factory) -> Path:
+    """A tiny-profile checkout whose phase1 epochs last about a second (100 batches)."""
+    if real_npz_path() is None:
+        pytest.skip("real DermaMNIST file absent: set DERMAMNIST_NPZ (see ../shared/data/SOURCES.md)")
+    root = tmp_path_factory.mktemp("kill") / "dermascreen"
+    project_checkout(root)
+    overrides = root / "conf" / "tiny" / "globals.yml"
+    config = yaml.safe_load(overrides.read_text())
+    assert config["binary_training"]["checkpoint_every_s"] == 0  # a state after every epoch
+    config["binary_training"].update(max_train_batches=100, epochs=2, patience=2)
+    overrides.write_text(yaml.safe_dump(config))
+    return root
+
+
+def test_killed_and_interrupted_runs_resume_and_end_as_an_uninterrupted_run(project, tmp_path):
+    # The model input and the uninterrupted run in one start; not through dvc, whose run cache would
+    # later restore these outputs instead of training. DVC records the model input as its stage's.
+    run(["kedro", "run", "--env", "tiny", "--pipelines", "data_engineering,phase1"], project)
+    run(["dvc", "commit", "--force", "data_engineering"], project)
+    uninterrupted = results(project)
+    clean(project)
+
+    # `kedro run` killed (SIGKILL) in the second epoch of the grid's first run
+    first, log = interrupted(PHASE1, project, signal.SIGKILL, tmp_path / "kedro.log")
+    assert log.count("epoch 1: train_loss") == 1 and "epoch 2: train_loss" not in log
+
+    # `dvc repro` resumes that run, finishes it, and is interrupted (Ctrl-C) in the second run's second epoch
+    second, log = interrupted(DVC_REPRO, project, signal.SIGINT, tmp_path / "dvc.log")
+    assert f"resuming from {first} after epoch 1" in log and "Running stage 'data_engineering'" not in log
+    assert log.count("epoch 1: train_loss") == 1 and log.count("epoch 2: train_loss") == 1  # 2nd of 1st, 1st of 2nd
+
+    # `dvc repro` again: the first run is over, the second resumes; the end is the uninterrupted run's
+    log = run(DVC_REPRO, project)
+    assert f"{first}: the run is over (max_epochs)" in log and f"resuming from {second} after epoch 1" in log
+    assert results(project) == uninterrupted

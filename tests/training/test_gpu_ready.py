@@ -80,7 +80,7 @@ def test_fit_in_bf16_trains_channels_last(device, toy_train, toy_val):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_fit_resumes_after_a_kill(device, toy_train, toy_val, tmp_path):
-    config = {**BASE_CONFIG, "device": device, "precision": "auto", "epochs": 3}
+    config = {**BASE_CONFIG, "device": device, "precision": "auto", "epochs": 3, "checkpoint_every_s": 0}
     per_epoch = math.ceil(len(toy_train["images"]) / config["batch_size"])
     killed = tiny_net()
     count_training_forwards(killed, kill_after=per_epoch + 2)  # in epoch 2, after epoch 1 was saved

@@ -27,7 +27,7 @@ from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
 from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
 from dermascreen.pipelines.pretraining import create_pipeline as pretraining_pipeline
 
-pytestmark = pytest.mark.slow  # about 90 s on one idle core
+pytestmark = pytest.mark.slow  # about 2 min of CPU time (one thread), far over a fast test's 60 s
 
 ONE_STEP = {"epochs": 1, "max_train_batches": 1, "device": "cpu", "precision": "fp32", "progress": False,
             "min_specificity": 0.0}
@@ -166,7 +166,7 @@ def test_every_phase1_run_resolves_its_inputs(base):
     phase1 = params["phase1"]
     grid = phase1_grid(phase1["runs"], phase1["class_weights"], phase1["architectures"])
     train_nodes = [node for node in grid.nodes if node.name.endswith(".train")]
-    assert len(train_nodes) == len(phase1["runs"]) * len(phase1["class_weights"]) == 39
+    assert len(train_nodes) == len(phase1["runs"]) * len(phase1["class_weights"])
     for node in train_nodes:
         for name in node.inputs:
             if not name.startswith("pretraining."):
@@ -189,7 +189,7 @@ def test_every_phase2_strategy_trains_one_step_from_the_winner(winner, phase1, b
     params, values = base
     grid = phase2_grid(params["phase2"]["runs"])
     nodes = [node for node in grid.nodes if node.name.endswith(".train")]
-    assert len(nodes) == len(params["phase2"]["runs"]) == 4
+    assert len(nodes) == len(params["phase2"]["runs"])
     best = {"phase1_best": phase1[winner]["summary"], "phase1_best_model": phase1[winner]["checkpoint"]}
     for node in nodes:
         strategy = node.name.split(".")[1]

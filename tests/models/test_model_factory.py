@@ -45,7 +45,7 @@ def test_num_classes_defaults_to_two(images):
     ({"arch": "resnet"}, r"arch='resnet': allowed values are cnn, resnet50, vgg16, efficientnet_b0, vit"),
     ({}, r"arch=None: allowed values"),
     ({**CNN_V1, "filter": 32}, r"unknown key\(s\) 'filter'; allowed keys are arch, name, .*filters"),
-    ({"arch": "vgg16", "depth": 3}, r"unknown key\(s\) 'depth'.*dense, dropout, input_size"),
+    ({"arch": "vgg16", "depth": 3}, r"unknown key\(s\) 'depth'.*dense, dropout, image_size, input_size"),
     ({**CNN_V1, "num_classes": 1}, r"num_classes must be an integer >= 2, got 1"),
     ({**CNN_V1, "unfreeze": -1}, r"unfreeze must be 0, a positive number of layers or 'all', got -1"),
     ({**CNN_V1, "unfreeze": "top"}, r"unfreeze .* got 'top'"),

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dermascreen.models.keras_layers import KerasLayer, cnn_layers
 from dermascreen.models.layers import FrozenBatchNormStats
 
 DEFAULTS: dict[str, Any] = {"filters": 32, "depth": 3, "dropout": 0.5, "dense": 512, "image_size": 28}
@@ -59,6 +60,10 @@ class CNN(FrozenBatchNormStats, nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images))  # (B, C, side, side) -> (B, num_classes)
+
+    def keras_layers(self) -> list[KerasLayer]:
+        """The layers of the same model as a Keras Sequential, head included (``unfreeze`` counts them)."""
+        return cnn_layers(self.backbone, self.head)
 
 
 def build_cnn(config: dict[str, Any]) -> CNN:

@@ -2,8 +2,9 @@
 
 Common keys: ``arch`` (one of ``ARCHS``), ``name`` (a free label such as ``CNN_v1``),
 ``num_classes`` (default 2), ``weights`` (``none``, ``imagenet`` for the timm archs, or a
-checkpoint path) and ``unfreeze`` (0, N or ``all``, default ``all``; see ``set_trainable``).
-Each arch adds its own keys; an unknown key is an error. ``vit`` is built by
+checkpoint path) and ``unfreeze`` (0, N or ``all``, default ``all``: N counts Keras layers, see
+``set_trainable``). Each arch adds its own keys, ``image_size`` (the data's side, default 28)
+among them; an unknown key is an error. ``vit`` is built by
 ``dermascreen.models.vit.build_vit``, which reads its own keys and weights.
 """
 

@@ -1,15 +1,15 @@
-"""What a "layer" is when freezing part of a model, and how frozen BatchNorm stays frozen.
+"""What "the last N layers" are when freezing part of a model, and how frozen BatchNorm stays frozen.
 
-A *layer* is a module that owns parameters itself (``parameters(recurse=False)`` is not empty):
-Conv2d, BatchNorm, Linear, LayerNorm, or a container holding a bare ``nn.Parameter`` such as a
-ViT's [CLS] token. Layers are listed in ``named_modules()`` order, which is definition order and,
-for the timm ResNet/VGG/EfficientNet backbones and the CNN here, forward order. Keras counts
-parameter-free layers too (activations, pooling, padding, adds, the input); they cannot be
-trained, so they do not count here (docs/models.md maps the seed's numbers).
+Layers are counted as the seed's Keras models counted them: every model lists its layers as
+Keras would (``model.keras_layers()``, rules in ``models/keras_layers.py``), parameter-free ones
+(input, paddings, activations, pooling, adds) included, each with the torch modules it stands
+for. For the timm backbones and the ViT encoder the list covers the backbone, as the seed's
+``base_model.layers`` did; for the custom CNN it covers the whole model, head included, as the
+seed's single Sequential did.
 
 Every model has a *backbone* (attribute ``backbone``, or ``encoder`` for the ViT) and a head
-(everything else). ``set_trainable`` freezes the backbone except its last N layers; the head
-always trains.
+(everything else). ``set_trainable`` freezes the backbone except the parameters of the last N
+Keras layers; the head always trains.
 """
 
 from __future__ import annotations
@@ -30,12 +30,6 @@ def backbone_of(model: nn.Module) -> nn.Module:
                     f"{BACKBONE_ATTRIBUTES}")
 
 
-def backbone_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every backbone layer, first to last (see the module docstring)."""
-    return [(name, module) for name, module in backbone_of(model).named_modules()
-            if next(module.parameters(recurse=False), None) is not None]
-
-
 def parse_unfreeze(unfreeze: int | str) -> int | str:
     """``0``, a positive int or ``"all"``; anything else is a ValueError."""
     if unfreeze == "all":
@@ -46,22 +40,23 @@ def parse_unfreeze(unfreeze: int | str) -> int | str:
 
 
 def set_trainable(model: nn.Module, unfreeze: int | str) -> list[str]:
-    """Freeze the backbone except its last ``unfreeze`` layers (``"all"``: nothing frozen).
+    """Freeze the backbone except the parameters of its last ``unfreeze`` Keras layers.
 
-    The head always trains. ``unfreeze`` larger than the number of layers unfreezes all of them,
-    as the seed's Keras ``layers[-N:]`` did. Returns the names of the trainable backbone layers.
+    ``"all"``: nothing frozen. The head always trains. ``unfreeze`` larger than the number of
+    layers unfreezes all of them, as the seed's Keras ``layers[-N:]`` did. Returns the names of
+    the trainable Keras layers (``model.keras_layers()``), parameter-free ones included.
     """
     unfreeze = parse_unfreeze(unfreeze)
+    layers = model.keras_layers()
     model.requires_grad_(True)
     if unfreeze == "all":
-        return [name for name, _ in backbone_layers(model)]
-    layers = backbone_layers(model)
+        return [layer.name for layer in layers]
     backbone_of(model).requires_grad_(False)
     trainable = layers[len(layers) - min(unfreeze, len(layers)):]
-    for _, layer in trainable:
-        for parameter in layer.parameters(recurse=False):
+    for layer in trainable:
+        for parameter in layer.parameters(model):
             parameter.requires_grad_(True)
-    return [name for name, _ in trainable]
+    return [layer.name for layer in trainable]
 
 
 def freeze_bn_stats(model: nn.Module) -> nn.Module:

@@ -1,7 +1,8 @@
 """A small Vision Transformer for 28x28 DermaMNIST, shared by MAE-style pretraining and classification.
 
-Input images are 28x28; the model resizes them to ``img_size`` (32 by default, bilinear) so
-that patch 4 tiles them into an 8x8 grid, as the seed experiment did ("resized from 28x28").
+The model resizes its input images (28x28, or the 64/128/224 of the larger MedMNIST files) to
+``img_size`` (32 by default, bilinear) so that patch 4 tiles them into an 8x8 grid, as the seed
+experiment did ("resized from 28x28").
 Position embeddings are fixed 2D sin-cos with a zero slot for the [CLS] token, as in
 facebookresearch/mae. The encoder can run on a subset of patches (``ids_keep``), which is what
 MAE-style pretraining needs; the classifier mean-pools the patch tokens (MAE's fine-tuning
@@ -19,14 +20,18 @@ from timm.layers import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from dermascreen.models.keras_layers import KerasLayer, vit_layers
+
 # Architecture keys of an encoder and their defaults (ViT-Tiny width at patch 4 on 32x32).
 ENCODER_DEFAULTS: dict[str, Any] = {
     "img_size": 32, "patch_size": 4, "embed_dim": 192, "depth": 6, "num_heads": 3,
     "mlp_ratio": 4.0, "drop_path": 0.0,
 }
 ENCODER_KIND = "vit_encoder"
-# Every key a vit model config may hold (the factory's common keys, the encoder's, the head's).
-VIT_KEYS = ("arch", "name", "num_classes", "weights", "unfreeze", *ENCODER_DEFAULTS, "dropout")
+# Every key a vit model config may hold (the factory's common keys, the encoder's, the head's, and
+# image_size: the side of the data's images, which the encoder resizes to img_size; kept in the
+# config so that inference feeds images of that side, as training did).
+VIT_KEYS = ("arch", "name", "num_classes", "weights", "unfreeze", "image_size", *ENCODER_DEFAULTS, "dropout")
 
 
 def encoder_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -35,10 +40,15 @@ def encoder_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def resize_to(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, size, size), bilinear; identity when already that size."""
+    """(B, C, H, W) -> (B, C, size, size), bilinear; identity when already that size.
+
+    Shrinking (64, 128 or 224 to 32) is antialiased: plain bilinear would sample 4 of every
+    7x7 pixels at 224 and alias.
+    """
     if images.shape[-2:] == (size, size):
         return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=images.shape[-1] > size)
 
 
 class ViTEncoder(nn.Module):
@@ -124,6 +134,10 @@ class ViTClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.encoder(images)  # (B, 1+N, D)
         return self.head(self.dropout(tokens[:, 1:].mean(dim=1)))
+
+    def keras_layers(self) -> list[KerasLayer]:
+        """The encoder's layers as Keras' ViT example has them (``unfreeze`` counts them)."""
+        return vit_layers(self.encoder.blocks, "encoder.")
 
 
 def encoder_checkpoint(encoder: ViTEncoder, config: dict[str, Any], **extra: Any) -> dict[str, Any]:

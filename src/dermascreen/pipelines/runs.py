@@ -36,8 +36,9 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     ``class_weights`` (a strategy name of ``class_weights``). ``init``: a checkpoint to start
     from (phase2 starts from the phase1 winner) instead of ``model.weights``. ``encoder``: the
     pretraining encoder that ``model.weights: <method>`` names (``pretraining.<method>.encoder``).
+    The model's ``image_size`` is the side of the training images (the profile's ``image_size``).
     """
-    model_config = {**spec["model"], "num_classes": 2}
+    model_config = {**spec["model"], "num_classes": 2, "image_size": data_image_size(spec, train_set)}
     if encoder is not None:  # the encoder's architecture, so that the saved config rebuilds the model
         model_config = {**encoder["config"], **model_config}
     if init is not None:
@@ -73,6 +74,17 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
         "val_metrics": result.best_metrics,
     }
     return checkpoint, pd.DataFrame(result.history), summary
+
+
+def data_image_size(spec: dict, train_set: dict) -> int:
+    """The side of the train images, which a model config that names one must match."""
+    side = int(train_set["images"].shape[1])
+    configured = spec["model"].get("image_size", side)
+    if configured != side:
+        raise ValueError(f"run {spec['run']}: model image_size {configured} but the train images are "
+                         f"{side}x{side}; remove image_size from the model config (it follows the data, "
+                         f"set by image_size in conf/<profile>/globals.yml)")
+    return side
 
 
 def _init_weights(model_config: dict, init: dict | None) -> str:

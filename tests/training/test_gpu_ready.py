@@ -18,7 +18,7 @@ from dermascreen.models import build_model
 from dermascreen.training import fit
 from dermascreen.training.engines import create_trainer
 
-from training_toys import BASE_CONFIG, NORMALIZATION, tiny_net
+from training_toys import BASE_CONFIG, NORMALIZATION, SimulatedKill, count_train_batches, tiny_net
 
 NO_CUDA = "needs a CUDA GPU and torch sees none: `make gpu-check` runs it on a GPU machine"
 DEVICES = [pytest.param("cpu"),
@@ -28,23 +28,6 @@ CPU_BATCH = 4  # the CPU twin of the per-architecture test proves the test, not 
 
 
 gpu_check = benchmark_module("gpu_check")
-
-
-class SimulatedKill(Exception):
-    """Raised inside a training step, as a killed process would stop there."""
-
-
-def count_training_forwards(model: nn.Module, kill_after: int | None = None) -> list[int]:
-    calls = [0]
-
-    def hook(module: nn.Module, args: tuple) -> None:
-        if module.training:
-            calls[0] += 1
-            if kill_after is not None and calls[0] > kill_after:
-                raise SimulatedKill(f"killed at training batch {calls[0]}")
-
-    model.register_forward_pre_hook(hook)
-    return calls
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -83,12 +66,12 @@ def test_fit_resumes_after_a_kill(device, toy_train, toy_val, tmp_path):
     config = {**BASE_CONFIG, "device": device, "precision": "auto", "epochs": 3, "checkpoint_every_s": 0}
     per_epoch = math.ceil(len(toy_train["images"]) / config["batch_size"])
     killed = tiny_net()
-    count_training_forwards(killed, kill_after=per_epoch + 2)  # in epoch 2, after epoch 1 was saved
+    count_train_batches(killed, fail_after=per_epoch + 2)  # in epoch 2, after epoch 1 was saved
     with pytest.raises(SimulatedKill):
         fit(killed, toy_train, toy_val, config, [1.0, 2.0], NORMALIZATION, checkpoint_dir=tmp_path)
 
     resumed = tiny_net()
-    trained = count_training_forwards(resumed)
+    trained = count_train_batches(resumed)
     result = fit(resumed, toy_train, toy_val, config, [1.0, 2.0], NORMALIZATION, checkpoint_dir=tmp_path)
     assert trained[0] == 2 * per_epoch  # epochs 2 and 3 only
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
@@ -115,7 +98,7 @@ def test_two_steps_of_each_architecture_at_base_settings(device, arch, base):
     val = gpu_check.random_split(batch, image_size, seed=1)
     torch.manual_seed(0)
     model = build_model(run["model"])
-    steps = count_training_forwards(model)
+    steps = count_train_batches(model)
     result = fit(model, train, val, training, [1.0, 3.0], NORMALIZATION)
     assert steps[0] == 2
     assert math.isfinite(result.history[0]["train_loss"])

@@ -2,7 +2,7 @@
 
 from dermascreen.models.factory import ARCHS, build_model, load_weights
 from dermascreen.models.layers import backbone_layers, freeze_bn_stats, set_trainable
-from dermascreen.models.transfer import WeightsUnavailableError
+from dermascreen.models.weights import WeightsUnavailableError
 
 __all__ = ["ARCHS", "build_model", "load_weights", "backbone_layers", "freeze_bn_stats", "set_trainable",
            "WeightsUnavailableError"]

@@ -29,13 +29,14 @@ LEADERBOARD_METRICS = ("recall", "specificity", "precision", "f1", "f2", "roc_au
 
 def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights: dict,
               spec: dict, training: dict, state_dir: str, init: dict | None = None,
-              encoder: dict | None = None):
+              encoder: dict | None = None, weights_dir: str | None = None):
     """Train one run of a grid; return its checkpoint, per-epoch history and summary.
 
     ``spec``: ``run`` (name), ``model`` (model config), ``lr``, ``batch_size``,
     ``class_weights`` (a strategy name of ``class_weights``). ``init``: a checkpoint to start
     from (phase2 starts from the phase1 winner) instead of ``model.weights``. ``encoder``: the
     pretraining encoder that ``model.weights: <method>`` names (``pretraining.<method>.encoder``).
+    ``weights_dir``: the ImageNet weights directory that ``model.weights: imagenet`` reads.
     """
     model_config = {**spec["model"], "num_classes": 2}
     if encoder is not None:  # the encoder's architecture, so that the saved config rebuilds the model
@@ -44,7 +45,8 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
         model_config["weights"] = "none"  # the init checkpoint supplies every weight
     # Initial weights depend on the run's seed alone, not on what ran before it in the process.
     torch.manual_seed(training["seed"])
-    model = build_model({**model_config, "weights": encoder} if encoder is not None else model_config)
+    model = build_model({**model_config, "weights": encoder} if encoder is not None else model_config,
+                        weights_dir)
     if init is not None:
         model.load_state_dict(init["state_dict"])
     config = {**training, "lr": spec["lr"], "batch_size": spec["batch_size"]}

@@ -21,6 +21,7 @@ from kedro.pipeline import Pipeline, node  # noqa: E402
 
 from dermascreen.models import build_model  # noqa: E402
 from dermascreen.training import fit  # noqa: E402
+from dermascreen.training.device import describe_hardware  # noqa: E402
 
 # Pretraining methods whose encoder a grid run may start from with `weights: <method>`.
 PRETRAINED_ENCODERS = ("mae", "umae", "semmae", "automae", "mlo_mae")
@@ -61,6 +62,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
         "normalization": normalization,
         "training": config,
         "class_weights": weights,
+        "hardware": result.hardware,
     }
     summary = {
         "run": spec["run"],
@@ -73,6 +75,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "val_metrics": result.best_metrics,
+        "hardware": result.hardware,
     }
     return checkpoint, pd.DataFrame(result.history), summary
 
@@ -125,6 +128,7 @@ def rank_runs(selection: dict, **summaries: dict) -> pd.DataFrame:
             **{f"val_{m}": val.get(m, np.nan) for m in LEADERBOARD_METRICS},
             "best_epoch": summary["best_epoch"],
             "epochs_run": summary["epochs_run"],
+            "hardware": describe_hardware(summary["hardware"]),
         })
     board = pd.DataFrame(rows).sort_values(
         ["eligible", f"val_{selection['metric']}", f"val_{selection['tie_breaker']}", "run"],
@@ -173,6 +177,7 @@ def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_proven
         f"Ranked on the validation split only: runs with validation specificity >= "
         f"{selection['min_specificity']} first, then validation {selection['metric']}, then "
         f"{selection['tie_breaker']}. The test split is not read here.",
+        f"Trained on: {'; '.join(sorted(leaderboard['hardware'].unique()))} (device, device model, precision).",
         "",
         header,
         "|" + "|".join(" --- " for _ in columns) + "|",

@@ -24,7 +24,7 @@ from dermascreen.training.augment import BatchAugment
 from dermascreen.training.checkpoint import TrainingCheckpoint, fingerprint
 from dermascreen.training.data import (check_split, eval_loader, normalization_tensors, to_model_input,
                                        train_loader)
-from dermascreen.training.device import resolve_device, resolve_precision
+from dermascreen.training.device import describe_hardware, hardware, resolve_device, resolve_precision
 from dermascreen.training.engines import Handlers, attach_handlers, create_evaluator, create_trainer, metric_names
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ NUM_CLASSES = {"binary": 2, "labels": 7}
 class FitResult:
     """``state_dict``: weights (CPU) of the best epoch; ``best_epoch`` None means no epoch passed the
     specificity guard, and then ``state_dict``/``best_metrics`` are the last epoch's.
-    ``stop_reason``: ``max_epochs``, ``early_stopping`` or ``nan_loss``."""
+    ``stop_reason``: ``max_epochs``, ``early_stopping`` or ``nan_loss``. ``hardware``: the device,
+    precision and device model used (``training.device.hardware``)."""
 
     state_dict: dict[str, torch.Tensor]
     history: list[dict]
@@ -63,6 +64,7 @@ class FitResult:
     best_metrics: dict
     stopped_early: bool
     stop_reason: str
+    hardware: dict[str, str]
 
 
 def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: list[float] | None,
@@ -81,6 +83,8 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
     device = idist.device() if idist.get_world_size() > 1 else resolve_device(cfg["device"])
     precision = resolve_precision(device, cfg["precision"])
     channels_last = precision == "bf16"  # channels_last pays off together with bf16 convolutions
+    used = hardware(device, precision)
+    logger.info("training on %s", describe_hardware(used))
     manual_seed(cfg["seed"] + idist.get_rank())  # ranks draw different augmentations and dropout masks
 
     with _deterministic_algorithms(device.type == "cpu"):
@@ -108,10 +112,10 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
                 # killed after saving its last epoch but before marking itself finished: finished too
                 stop_reason = checkpoint.stop_reason or _stop_reason(trainer, handlers)
                 if stop_reason is not None:
-                    return _result(model, handlers, stop_reason)
+                    return _result(model, handlers, stop_reason, used)
                 logger.info("resuming from %s after epoch %d", checkpoint.path, trainer.state.epoch)
         trainer.run(loader, max_epochs=cfg["epochs"])
-        return _result(model, handlers, _stop_reason(trainer, handlers) or "max_epochs")
+        return _result(model, handlers, _stop_reason(trainer, handlers) or "max_epochs", used)
 
 
 def resolve_config(config: dict, num_classes: int) -> dict:
@@ -186,7 +190,7 @@ def _stop_reason(trainer: Engine, handlers: Handlers) -> str | None:
     return None
 
 
-def _result(model: nn.Module, handlers: Handlers, stop_reason: str) -> FitResult:
+def _result(model: nn.Module, handlers: Handlers, stop_reason: str, used: dict[str, str]) -> FitResult:
     best = handlers.best
     if best.weights is None:
         logger.warning("no epoch passed the specificity guard: returning the last epoch's weights")
@@ -196,7 +200,8 @@ def _result(model: nn.Module, handlers: Handlers, stop_reason: str) -> FitResult
         weights, metrics = best.weights, best.metrics
         model.load_state_dict(weights)
     return FitResult(state_dict=weights, history=list(handlers.history.rows), best_epoch=best.epoch,
-                     best_metrics=metrics, stopped_early=stop_reason == "early_stopping", stop_reason=stop_reason)
+                     best_metrics=metrics, stopped_early=stop_reason == "early_stopping", stop_reason=stop_reason,
+                     hardware=used)
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:

@@ -78,6 +78,13 @@ def test_missing_files_are_all_named_with_the_command_that_provides_them(tmp_pat
         assert route in message
 
 
+def test_a_broken_manifest_is_a_problem_that_says_what_to_do(tmp_path):
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(WeightsUnavailableError, match=rf"{MANIFEST}: not a weights manifest .* delete it and run "
+                                                      r"`dermascreen-weights fetch`"):
+        check(tmp_path, [ARCH])
+
+
 def test_imagenet_weights_need_a_weights_directory():
     with pytest.raises(ValueError, match=r"resnet50 weights=imagenet: no weights directory given \(parameter weights_dir"):
         build_model({"arch": "resnet50", "weights": "imagenet"})

@@ -83,7 +83,10 @@ def write_manifest(directory: str | os.PathLike, entries: Mapping[str, Mapping[s
 def problems(directory: str | os.PathLike, archs: Iterable[str]) -> list[str]:
     """What is wrong with the weights of ``archs`` in ``directory``: one line per bad file, [] if all are fine."""
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    try:
+        manifest = read_manifest(directory)
+    except WeightsUnavailableError as error:
+        return [str(error)]
     found = []
     for arch in archs:
         name, entry = file_name(arch), manifest.get(arch)

@@ -226,9 +226,9 @@ def _check_data(report: Report, entry: Mapping[str, Any]) -> None:
     else:
         url, _ = official_source(int(entry["size"]))
         if not reachable(url):
-            report.problems.append(f"data: {destination} is absent, DERMAMNIST_NPZ is unset and {urlparse(url).hostname} "
-                                   f"cannot be reached to download it. Set DERMAMNIST_NPZ=/path/to/dermamnist.npz "
-                                   f"(README, 'The data').")
+            report.problems.append(f"data: {destination} is absent, DERMAMNIST_NPZ is unset and "
+                                   f"{urlparse(url).hostname} cannot be reached to download it. "
+                                   f"Set DERMAMNIST_NPZ=/path/to/dermamnist.npz (README, 'The data').")
         else:
             report.facts.append(f"data: will be downloaded from {url}")
 

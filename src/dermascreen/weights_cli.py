@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     found = problems(directory, archs)
     if found:
-        print(f"dermascreen-weights: {directory} ({scope}):\n  " + "\n  ".join(found) + "\n" + offline_routes(directory),
-              file=sys.stderr)
+        listing = "\n  ".join(found)
+        print(f"dermascreen-weights: {directory} ({scope}):\n  {listing}\n{offline_routes(directory)}", file=sys.stderr)
         return 1
     print(f"{directory} ({scope}): {', '.join(archs) or 'no ImageNet weights needed'}; every sha256 matches")
     return 0

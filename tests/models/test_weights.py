@@ -20,6 +20,7 @@ import torch
 from huggingface_hub import constants
 from safetensors.torch import save_file
 
+from dermascreen import weights_cli
 from dermascreen.models import WeightsUnavailableError, build_model
 from dermascreen.models.weights import IMAGENET_TAGS, MANIFEST, check, fetch, file_name, hub_reachable, record
 from project_helpers import PROJECT_ROOT, closed_local_endpoint
@@ -31,7 +32,8 @@ ARCH = "efficientnet_b0"  # the smallest timm architecture (21 MB of weights)
 def random_weights(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     """A hub-style weights file of randomly initialised efficientnet_b0 (classifier included)."""
     torch.manual_seed(5)
-    state = {k: v.contiguous() for k, v in timm.create_model(IMAGENET_TAGS[ARCH], pretrained=False).state_dict().items()}
+    model = timm.create_model(IMAGENET_TAGS[ARCH], pretrained=False)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
     path = tmp_path_factory.mktemp("download") / "model.safetensors"
     save_file(state, str(path))
     return path, state
@@ -86,7 +88,8 @@ def test_a_broken_manifest_is_a_problem_that_says_what_to_do(tmp_path):
 
 
 def test_imagenet_weights_need_a_weights_directory():
-    with pytest.raises(ValueError, match=r"resnet50 weights=imagenet: no weights directory given \(parameter weights_dir"):
+    with pytest.raises(ValueError, match=r"resnet50 weights=imagenet: no weights directory given "
+                                         r"\(parameter weights_dir"):
         build_model({"arch": "resnet50", "weights": "imagenet"})
 
 
@@ -116,28 +119,27 @@ def test_unreachable_hub_is_detected_without_retries(monkeypatch):
     assert hub_reachable(timeout=1.0) is False
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "dermascreen.weights_cli", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+def test_cli_fetch_for_a_cnn_profile_and_verify(tmp_path, monkeypatch, capsys, random_weights):
+    monkeypatch.chdir(PROJECT_ROOT)  # the CLI reads the profile's conf/ from the project root
+    assert weights_cli.main(["fetch", "--profile", "quick", "--dir", str(tmp_path / "quick")]) == 0
+    assert "profile quick: no ImageNet weights needed" in capsys.readouterr().out  # CNN runs only: works offline
+    assert json.loads((tmp_path / "quick" / MANIFEST).read_text()) == {"weights": []}
+
+    record(tmp_path / "some", ARCH, random_weights[0])
+    assert weights_cli.main(["verify", "--all", "--dir", str(tmp_path / "some")]) == 1
+    errors = capsys.readouterr().err
+    assert "resnet50.a1_in1k.safetensors (resnet50): missing" in errors
+    assert "vgg16.tv_in1k.safetensors (vgg16): missing" in errors
+    assert "efficientnet_b0.ra_in1k" not in errors
+    assert weights_cli.main(["verify", "--profile", "quick", "--dir", str(tmp_path / "some")]) == 0
 
 
 @pytest.mark.slow
-def test_cli_fetch_and_verify(tmp_path, random_weights):
-    quick = cli("fetch", "--profile", "quick", "--dir", str(tmp_path / "quick"))
-    assert quick.returncode == 0, quick.stderr
-    assert "profile quick: no ImageNet weights needed" in quick.stdout  # CNN runs only: works offline
-    assert json.loads((tmp_path / "quick" / MANIFEST).read_text()) == {"weights": []}
-
-    base = cli("fetch", "--profile", "base", "--dir", str(tmp_path / "base"))
+def test_cli_fetch_offline_fails_naming_every_missing_file(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT / "src")}
+    base = subprocess.run([sys.executable, "-m", "dermascreen.weights_cli", "fetch", "--profile", "base", "--dir",
+                           str(tmp_path)], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert base.returncode == 1
     for name in ("resnet50.a1_in1k", "vgg16.tv_in1k", "efficientnet_b0.ra_in1k"):
         assert f"{name}.safetensors" in base.stderr
     assert "hub is not reachable" in base.stderr and "dvc pull" in base.stderr
-
-    record(tmp_path / "some", ARCH, random_weights[0])
-    verify = cli("verify", "--all", "--dir", str(tmp_path / "some"))
-    assert verify.returncode == 1
-    assert "resnet50.a1_in1k.safetensors (resnet50): missing" in verify.stderr
-    assert "vgg16.tv_in1k.safetensors (vgg16): missing" in verify.stderr
-    assert "efficientnet_b0.ra_in1k" not in verify.stderr

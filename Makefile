@@ -35,6 +35,9 @@ test: setup
 
 # The whole experiment through DVC: profile `base` with a CUDA GPU, `quick` without (README).
 # PROFILE=... overrides; a profile other than params.yaml's runs as a DVC experiment.
+# First the ImageNet weights are fetched where a hub can be reached (offline, the preflight says
+# how to provide them), then the preflight check lists every problem at once and stops the run
+# in seconds when it cannot succeed (docs/training.md).
 # DVC cannot see DERMAMNIST_NPZ: a raw copy that differs from it is dropped first, so DVC reruns
 # data_engineering with the new file (docs/data.md).
 repro: setup
@@ -43,6 +46,8 @@ repro: setup
 	echo "dermascreen: running profile '$$profile' (params.yaml has '$$current')"; \
 	$(BIN)/python -m dermascreen.data.acquire $(RAW_NPZ) || exit 1; \
 	export PATH=$(abspath $(BIN)):$$PATH; \
+	dermascreen-weights fetch --profile $$profile || true; \
+	python -m dermascreen.preflight --env $$profile || exit 1; \
 	if [ "$$profile" = "$$current" ]; then dvc repro; else dvc exp run --set-param profile=$$profile; fi
 
 # kedro-viz without hooks reads KEDRO_ENV for the grids it draws (docs/kedro_viz.md).

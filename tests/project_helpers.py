@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,14 @@ def real_npz_path() -> Path | None:
     """The DermaMNIST file these machines have: ``DERMAMNIST_NPZ`` or ../shared/data."""
     candidate = Path(os.environ.get("DERMAMNIST_NPZ") or SHARED_NPZ)
     return candidate if candidate.is_file() else None
+
+
+def closed_local_endpoint() -> str:
+    """An http URL on localhost whose port refuses connections (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 def synthetic_raw(sizes: dict[str, int] | None = None, image_size: int = 28, seed: int = 0) -> dict[str, np.ndarray]:

@@ -4,6 +4,7 @@ import sys
 
 from kedro.framework.hooks import hook_impl
 
+from dermascreen import preflight
 from dermascreen.errors import find_user_error
 from dermascreen.pipelines import active_config
 
@@ -46,3 +47,18 @@ def _shorten_user_errors(excepthook):
     hook.user_errors_shortened = True
     return hook
 
+
+class PreflightHook:
+    """Checks, before the first node, what the nodes about to run need (``dermascreen.preflight``),
+    and stops the run with every problem listed when it cannot succeed."""
+
+    def __init__(self) -> None:
+        self._config_loader = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._config_loader = context.config_loader
+
+    @hook_impl
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        preflight.ensure(pipeline, self._config_loader["parameters"], self._config_loader["catalog"])

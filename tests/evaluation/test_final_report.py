@@ -23,7 +23,8 @@ def evidence():
     p = np.clip(0.4 * y + rng.normal(0.3, 0.15, 200), 0, 1)
     calibration = calibrate_threshold(y, p, "target_recall", 0.9)
     model = {"run": "CNN_v1_W3", "config": {"arch": "cnn", "filters": 8}, "training": {"lr": 0.001},
-             "class_weights": [1.0, 3.0], "normalization": {"mean": [0.7, 0.5, 0.5], "std": [0.1, 0.2, 0.2]}}
+             "class_weights": [1.0, 3.0], "normalization": {"mean": [0.7, 0.5, 0.5], "std": [0.1, 0.2, 0.2]},
+             "hardware": {"device": "cuda", "device_name": "NVIDIA H200", "precision": "bf16"}}
     return {
         "provenance": PROVENANCE, "model": model, "runner_up": {"run": "CNN_v2", "config": {"arch": "cnn"}},
         "settings": {"policy": "target_recall", "target_recall": 0.9, "n_bootstrap": 1000, "confidence": 0.95,
@@ -51,7 +52,8 @@ def test_markdown_states_every_required_fact(evidence):
     for fact in ("NON-OFFICIAL", PROVENANCE["md5"], PROVENANCE["official_md5"], "CNN_v1_W3", '"filters": 8',
                  '"lr": 0.001', f"**{threshold:.4f}**", "highest threshold whose validation recall reaches 0.90",
                  "target_recall (chosen)", "youden", "1000 stratified", "91.58%", "37.95%", "63.60%", "87.70%",
-                 "McNemar", evidence["mcnemar"]["method"], "0.0421", "(phase3/roc.png)", "profile `quick`"):
+                 "McNemar", evidence["mcnemar"]["method"], "0.0421", "(phase3/roc.png)", "profile `quick`",
+                 "trained on cuda (NVIDIA H200), bf16", "runner-up on not recorded"):
         assert fact in text, fact
     recall = evidence["intervals"]["recall"]
     assert f"{100 * recall['low']:.2f}%, {100 * recall['high']:.2f}%" in text

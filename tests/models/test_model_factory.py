@@ -1,17 +1,11 @@
-"""build_model: dispatch, config errors, checkpoint weights, ImageNet weights without a hub."""
+"""build_model: dispatch, config errors, checkpoint weights (ImageNet weights: test_weights.py)."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
-import timm
 import torch
-from huggingface_hub import constants
-from safetensors.torch import save_file
 
-from dermascreen.models import WeightsUnavailableError, build_model
-from dermascreen.models.transfer import hub_reachable
+from dermascreen.models import build_model
 
 CNN_V1 = {"arch": "cnn", "filters": 32, "depth": 3, "dropout": 0.5, "dense": 512}
 
@@ -106,57 +100,3 @@ def test_bad_checkpoints_get_clear_errors(tmp_path):
     torch.save({"config": {"arch": "vgg16"}, "state_dict": {"w": torch.zeros(1)}}, other_arch)
     with pytest.raises(ValueError, match=f"{other_arch}: checkpoint is for arch 'vgg16', the model config says 'cnn'"):
         build_model({**CNN_V1, "weights": str(other_arch)})
-
-
-def closed_local_endpoint() -> str:
-    with socket.socket() as probe:  # a port that was free a moment ago refuses connections
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-def test_unreachable_hub_is_detected_without_retries(monkeypatch):
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", closed_local_endpoint())
-    assert hub_reachable(timeout=1.0) is False
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert hub_reachable(timeout=1.0) is False
-
-
-def test_imagenet_weights_missing_offline_raise_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", closed_local_endpoint())
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(WeightsUnavailableError, match=r"resnet50: ImageNet weights for timm model 'resnet50' "
-                                                      r"are not in the local cache .*empty-cache.* cannot be reached"):
-        build_model({"arch": "resnet50", "weights": "imagenet"})
-    assert constants.HF_HUB_OFFLINE is False  # the cache-only switch is undone
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(WeightsUnavailableError, match=r"vgg16: .* and HF_HUB_OFFLINE is set: .*Fetch them"):
-        build_model({"arch": "vgg16", "weights": "imagenet"})
-
-
-def fake_hub_cache(cache, timm_name: str, state: dict[str, torch.Tensor]) -> None:
-    """Lay ``state`` out as huggingface_hub caches ``timm/<default tag>``'s model.safetensors."""
-    repo_id = timm.create_model(timm_name, pretrained=False).pretrained_cfg["hf_hub_id"]
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    revision = "0" * 40
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(revision)
-    (repo / "snapshots" / revision).mkdir(parents=True)
-    save_file(state, str(repo / "snapshots" / revision / "model.safetensors"))
-
-
-def test_imagenet_weights_load_from_the_local_cache_through_timm(monkeypatch, tmp_path):
-    torch.manual_seed(5)
-    pretrained = timm.create_model("efficientnet_b0", pretrained=False).state_dict()
-    fake_hub_cache(tmp_path, "efficientnet_b0", {k: v.contiguous() for k, v in pretrained.items()})
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", closed_local_endpoint())
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    torch.manual_seed(6)
-    model = build_model({"arch": "efficientnet_b0", "weights": "imagenet", "unfreeze": 0})
-    loaded = model.backbone.state_dict()
-    assert "classifier.weight" not in loaded
-    for key, value in loaded.items():
-        torch.testing.assert_close(value, pretrained[key], atol=0, rtol=0)

@@ -13,6 +13,7 @@ from dermascreen.models import build_model
 from dermascreen.models.vit import ViTEncoder, encoder_checkpoint
 from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
 from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
+from dermascreen.training.device import cpu_name
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,11 @@ def test_phase1_writes_every_run_and_the_selection(project):
         assert history["epoch"].tolist() == [1, 2]
     best = json.loads((data / "07_model_output" / "phase1" / "best.json").read_text())
     assert best["run"] == board.loc[board["rank"] == 1, "run"].item()
-    assert "phase1 --env tiny" in (data / "08_reporting" / "phase1" / "leaderboard.md").read_text()
+    markdown = (data / "08_reporting" / "phase1" / "leaderboard.md").read_text()
+    assert "phase1 --env tiny" in markdown
+    used = {"device": "cpu", "precision": "fp32", "device_name": cpu_name()}  # what tiny asks for
+    assert best["hardware"] == used and catalog.load("phase1_best_model")["hardware"] == used
+    assert f"Trained on: cpu ({cpu_name()}), fp32 " in markdown
 
 
 def test_checkpoint_rebuilds_the_model_from_its_config(project):

@@ -18,7 +18,8 @@ def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0"):
     metrics = {"recall": recall, "specificity": specificity, "roc_auc": roc_auc, "precision": 0.5,
                "f1": 0.5, "f2": 0.5, "pr_auc": 0.5, "accuracy": 0.7}
     return {"run": run, "model": {"arch": arch}, "class_weights_name": weights, "best_epoch": 3,
-            "epochs_run": 5, "val_metrics": metrics}
+            "epochs_run": 5, "val_metrics": metrics,
+            "hardware": {"device": "cuda", "device_name": "NVIDIA H200", "precision": "bf16"}}
 
 
 def test_phase1_grid_is_architectures_times_class_weights():
@@ -89,3 +90,4 @@ def test_leaderboard_markdown_names_command_and_data():
                                 "quick", phase="phase1")
     assert "`kedro run --pipelines phase1 --env quick`" in text and "non-official copy" in text and "md5 `m`" in text
     assert "| 1 | a | W0 | True | 0.7000 | 0.8000 |" in text
+    assert "Trained on: cuda (NVIDIA H200), bf16 (device, device model, precision)." in text

@@ -9,6 +9,7 @@ from kedro.runner import SequentialRunner
 from project_helpers import project_catalog
 from dermascreen.models.vit import build_vit
 from dermascreen.pipelines.pretraining import create_pipeline
+from dermascreen.training.device import cpu_name
 
 METHODS = ("vit", "mae", "umae", "semmae", "automae", "mlo_mae")
 
@@ -41,6 +42,8 @@ def test_tiny_profile_runs_end_to_end(tmp_path):
     report = (data / "08_reporting" / "pretraining_report.md").read_text()
     assert "kedro run --pipelines pretraining --env tiny" in report and "NOT the official file" in report
     assert all(label in report for label in ("ViT (no pretraining)", "MLO-MAE", "weighted_f1", "macro_f1"))
+    cpu = f"cpu ({cpu_name()}), fp32"  # tiny asks for the CPU and fp32
+    assert f"Hardware: pretraining on {cpu}, fine-tuning on {cpu} (device (device model), precision)." in report
     metrics = json.loads((data / "08_reporting" / "pretraining_metrics.json").read_text())
     assert set(metrics) == set(METHODS)
     assert 0.0 <= metrics["mae"]["accuracy_mean"] <= 1.0

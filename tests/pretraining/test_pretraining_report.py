@@ -11,7 +11,8 @@ def _result(seed: int, accuracy: float) -> dict:
 
 
 RUN_INFO = {"command": "kedro run --pipelines pretraining --env quick", "profile": "quick", "seeds": [0, 1, 2],
-            "pretraining": "4 epochs", "finetune": "3 epochs"}
+            "pretraining": "4 epochs", "finetune": "3 epochs",
+            "hardware": "pretraining on cpu (AMD EPYC), fp32, fine-tuning on cpu (AMD EPYC), fp32"}
 
 
 def test_summary_is_mean_and_sample_std_over_seeds():
@@ -30,6 +31,7 @@ def test_report_names_the_run_the_data_and_the_references():
     report = render_report(summaries, provenance, RUN_INFO)
     assert "`kedro run --pipelines pretraining --env quick` (profile `quick`)" in report
     assert "md5 `a032e8b2`, NOT the official file" in report
+    assert "Hardware: pretraining on cpu (AMD EPYC), fp32, fine-tuning on cpu (AMD EPYC), fp32." in report
     assert "| accuracy | 71.00 ± 1.41 | 76.00 ± 1.41 |" in report
     assert "| macro_f1 |" in report and "| weighted_f1 |" in report
     assert "70.62 | 78.20" in report  # the seed's figures for ViT and MLO-MAE

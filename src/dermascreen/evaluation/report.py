@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from matplotlib.figure import Figure
 
+from dermascreen.training.device import describe_hardware
+
 REPORTED_METRICS = ("recall", "precision", "specificity", "f1", "f2", "accuracy", "roc_auc", "pr_auc")
 CONFUSION_KEYS = ("tp", "fn", "tn", "fp", "tpr", "fnr", "tnr", "fpr")
 FIGURE_CAPTIONS = {
@@ -64,9 +66,15 @@ def provenance_section(provenance: dict, profile: str) -> Section:
     return "Data provenance", [text]
 
 
+def _trained_on(checkpoint: dict) -> str:
+    used = checkpoint.get("hardware")
+    return describe_hardware(used) if used else "not recorded"
+
+
 def configuration_section(model: dict, runner_up: dict, settings: dict) -> Section:
-    blocks = [f"Final model: run `{model.get('run')}` (phase2 best). Everything that rebuilds and "
-              "explains it, as stored in its checkpoint:"]
+    blocks = [f"Final model: run `{model.get('run')}` (phase2 best), trained on {_trained_on(model)} "
+              f"(device (device model), precision); the phase1 runner-up on {_trained_on(runner_up)}. "
+              "Everything that rebuilds and explains the final model, as stored in its checkpoint:"]
     for key in ("config", "training", "class_weights", "normalization"):
         blocks.append(f"**{key}**\n\n{_json_block(model.get(key))}")
     blocks.append(f"Runner-up used for McNemar's test: run `{runner_up.get('run')}` (phase1 runner-up), "

@@ -1,10 +1,10 @@
 """``build_model(config)``: the one way to build a model from its config (docs/models.md).
 
 Common keys: ``arch`` (one of ``ARCHS``), ``name`` (a free label such as ``CNN_v1``),
-``num_classes`` (default 2), ``weights`` (``none``, ``imagenet`` for the timm archs, or a
-checkpoint path) and ``unfreeze`` (0, N or ``all``, default ``all``: N counts Keras layers, see
-``set_trainable``). Each arch adds its own keys, ``image_size`` (the data's side, default 28)
-among them; an unknown key is an error. ``vit`` is built by
+``num_classes`` (default 2), ``weights`` (``none``, ``imagenet`` for the timm archs, read from
+``weights_dir``, or a checkpoint path) and ``unfreeze`` (0, N or ``all``, default ``all``: N counts
+Keras layers, see ``set_trainable``). Each arch adds its own keys, ``image_size`` (the data's side,
+default 28) among them; an unknown key is an error. ``vit`` is built by
 ``dermascreen.models.vit.build_vit``, which reads its own keys and weights.
 """
 
@@ -26,8 +26,12 @@ COMMON_KEYS = ("arch", "name", "num_classes", "weights", "unfreeze")
 ARCH_KEYS = {"cnn": tuple(cnn.DEFAULTS), **{arch: tuple(transfer.DEFAULTS) for arch in transfer.BACKBONES}}
 
 
-def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """Model for ``config``: input (B, 3, H, W) normalised float -> logits (B, num_classes)."""
+def build_model(config: Mapping[str, Any], weights_dir: str | os.PathLike | None = None) -> nn.Module:
+    """Model for ``config``: input (B, 3, H, W) normalised float -> logits (B, num_classes).
+
+    ``weights_dir``: the ImageNet weights directory (``dermascreen.models.weights``), needed by
+    ``weights: imagenet`` only.
+    """
     if not isinstance(config, Mapping):
         raise ValueError(f"model config must be a mapping, got {type(config).__name__}")
     arch = config.get("arch")
@@ -39,12 +43,12 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
 
         model = build_vit(dict(config))
     else:
-        model = _build_own(arch, config)
+        model = _build_own(arch, config, weights_dir)
     set_trainable(model, unfreeze)
     return model
 
 
-def _build_own(arch: str, config: Mapping[str, Any]) -> nn.Module:
+def _build_own(arch: str, config: Mapping[str, Any], weights_dir: str | os.PathLike | None) -> nn.Module:
     allowed = COMMON_KEYS + ARCH_KEYS[arch]
     unknown = sorted(set(config) - set(allowed))
     if unknown:
@@ -63,7 +67,7 @@ def _build_own(arch: str, config: Mapping[str, Any]) -> nn.Module:
                              "allowed values are none or a checkpoint path")
         model = cnn.build_cnn({**config, "num_classes": num_classes})
     else:
-        model = transfer.build_transfer({**config, "num_classes": num_classes, "weights": weights})
+        model = transfer.build_transfer({**config, "num_classes": num_classes, "weights": weights}, weights_dir)
     if weights not in ("none", "imagenet"):
         load_weights(model, weights, arch)
     return model

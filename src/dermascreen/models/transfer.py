@@ -6,32 +6,29 @@ Linear(num_classes)``. ``input_size`` defaults to ``backbone_input_size(image_si
 images are upsampled 2x to 56 (the seed's Keras ``UpSampling2D``), images of 56 and more go in at
 their native size.
 
-``weights``: ``none`` (random init), ``imagenet`` (timm's pretrained weights from the Hugging Face
-hub or its local cache; see ``pretrained_backbone``), or a checkpoint path (loaded by the factory).
+``weights``: ``none`` (random init), ``imagenet`` (timm's pretrained weights from the local weights
+directory, sha256-checked; see ``dermascreen.models.weights``), or a checkpoint path (loaded by the factory).
 """
 
 from __future__ import annotations
 
-import socket
-from contextlib import contextmanager
+import os
 from dataclasses import dataclass
-from typing import Any, Iterator
-from urllib.parse import urlparse
+from typing import Any
 
 import timm
 import torch
-from huggingface_hub import constants as hub
 import torch.nn.functional as F
 from torch import nn
 
 from dermascreen.models.keras_layers import KerasLayer, timm_layers
 from dermascreen.models.layers import FrozenBatchNormStats
+from dermascreen.models.weights import imagenet_backbone
 
 # input_size None: backbone_input_size(image_size).
 DEFAULTS: dict[str, Any] = {"dense": 256, "dropout": 0.5, "image_size": 28, "input_size": None}
 # The seed's backbone input: 28x28 DermaMNIST upsampled 2x by Keras UpSampling2D.
 SEED_INPUT_SIZE = 56
-HUB_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -49,59 +46,14 @@ BACKBONES = {
 }
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights are neither in the local cache nor downloadable."""
-
-
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """Whether the Hugging Face hub accepts a TCP connection within ``timeout`` seconds.
-
-    Checked first because huggingface_hub retries an unreachable hub for about 45 s before giving up.
-    """
-    if hub.is_offline_mode():
-        return False
-    url = urlparse(hub.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
-@contextmanager
-def hub_offline(offline: bool) -> Iterator[None]:
-    """Run huggingface_hub cache-only (as ``HF_HUB_OFFLINE=1``) inside the block when ``offline``."""
-    saved = hub.HF_HUB_OFFLINE
-    hub.HF_HUB_OFFLINE = saved or offline
-    try:
-        yield
-    finally:
-        hub.HF_HUB_OFFLINE = saved
-
-
-def pretrained_backbone(arch: str, timm_name: str) -> nn.Module:
-    """timm's ImageNet weights, cache-only when the hub is unreachable (no retry loop)."""
-    if hub.is_offline_mode():
-        where, online = "HF_HUB_OFFLINE is set", False
-    else:
-        online = hub_reachable()
-        where = f"the download from {hub.ENDPOINT} failed" if online else f"{hub.ENDPOINT} cannot be reached"
-    try:
-        with hub_offline(not online):
-            return timm.create_model(timm_name, pretrained=True, num_classes=0)
-    except OSError as error:  # huggingface_hub's download and cache errors are OSErrors
-        raise WeightsUnavailableError(
-            f"{arch}: ImageNet weights for timm model {timm_name!r} are not in the local cache "
-            f"({hub.HF_HUB_CACHE}) and {where}: {type(error).__name__}. Fetch them on a connected machine "
-            f"with `python -c \"import timm; timm.create_model('{timm_name}', pretrained=True)\"` and copy "
-            f"that cache here, or use weights: none or a checkpoint path.") from error
-
-
-def create_backbone(arch: str, weights: str) -> nn.Module:
-    """timm backbone without classifier; ``weights == "imagenet"`` loads timm's pretrained weights."""
+def create_backbone(arch: str, weights: str, weights_dir: str | os.PathLike | None = None) -> nn.Module:
+    """timm backbone without classifier; ``weights == "imagenet"`` loads the file of ``weights_dir``."""
     spec = BACKBONES[arch]
     if weights == "imagenet":
-        backbone = pretrained_backbone(arch, spec.timm_name)
+        if weights_dir is None:
+            raise ValueError(f"{arch} weights=imagenet: no weights directory given (parameter weights_dir; "
+                             f"build_model(config, weights_dir=...))")
+        backbone = imagenet_backbone(arch, weights_dir)
     else:
         backbone = timm.create_model(spec.timm_name, pretrained=False, num_classes=0)
     if spec.prune_pre_logits:
@@ -146,8 +98,9 @@ class TransferNet(FrozenBatchNormStats, nn.Module):
         return timm_layers(self.backbone, "backbone.")
 
 
-def build_transfer(config: dict[str, Any]) -> TransferNet:
-    """TransferNet for ``config["arch"]`` in ``BACKBONES``; keys of ``DEFAULTS`` plus the common ones."""
+def build_transfer(config: dict[str, Any], weights_dir: str | os.PathLike | None = None) -> TransferNet:
+    """TransferNet for ``config["arch"]`` in ``BACKBONES``; keys of ``DEFAULTS`` plus the common ones.
+    ``weights_dir``: where ``weights: imagenet`` reads its file (``dermascreen.models.weights``)."""
     values = {key: config.get(key, default) for key, default in DEFAULTS.items()}
     for key in ("dense", "image_size", "input_size"):
         if key == "input_size" and values[key] is None:
@@ -157,6 +110,6 @@ def build_transfer(config: dict[str, Any]) -> TransferNet:
     dropout = values["dropout"]
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"{config['arch']} dropout must be in [0, 1), got {values['dropout']!r}")
-    backbone = create_backbone(config["arch"], str(config.get("weights", "none")))
+    backbone = create_backbone(config["arch"], str(config.get("weights", "none")), weights_dir)
     return TransferNet(backbone, backbone.num_features, num_classes=config.get("num_classes", 2), dense=values["dense"],
                        dropout=values["dropout"], input_size=values["input_size"])

@@ -21,6 +21,7 @@ from kedro.pipeline import Pipeline, node  # noqa: E402
 
 from dermascreen.models import build_model  # noqa: E402
 from dermascreen.training import fit  # noqa: E402
+from dermascreen.training.device import describe_hardware  # noqa: E402
 
 # Pretraining methods whose encoder a grid run may start from with `weights: <method>`.
 PRETRAINED_ENCODERS = ("mae", "umae", "semmae", "automae", "mlo_mae")
@@ -29,7 +30,7 @@ LEADERBOARD_METRICS = ("recall", "specificity", "precision", "f1", "f2", "roc_au
 
 def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights: dict,
               spec: dict, training: dict, state_dir: str, init: dict | None = None,
-              encoder: dict | None = None):
+              encoder: dict | None = None, weights_dir: str | None = None):
     """Train one run of a grid; return its checkpoint, per-epoch history and summary.
 
     ``spec``: ``run`` (name), ``model`` (model config), ``lr``, ``batch_size``,
@@ -37,6 +38,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     from (phase2 starts from the phase1 winner) instead of ``model.weights``. ``encoder``: the
     pretraining encoder that ``model.weights: <method>`` names (``pretraining.<method>.encoder``).
     The model's ``image_size`` is the side of the training images (the profile's ``image_size``).
+    ``weights_dir``: the ImageNet weights directory that ``model.weights: imagenet`` reads.
     """
     model_config = {**spec["model"], "num_classes": 2, "image_size": data_image_size(spec, train_set)}
     if encoder is not None:  # the encoder's architecture, so that the saved config rebuilds the model
@@ -45,7 +47,8 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
         model_config["weights"] = "none"  # the init checkpoint supplies every weight
     # Initial weights depend on the run's seed alone, not on what ran before it in the process.
     torch.manual_seed(training["seed"])
-    model = build_model({**model_config, "weights": encoder} if encoder is not None else model_config)
+    model = build_model({**model_config, "weights": encoder} if encoder is not None else model_config,
+                        weights_dir)
     if init is not None:
         model.load_state_dict(init["state_dict"])
     config = {**training, "lr": spec["lr"], "batch_size": spec["batch_size"]}
@@ -60,6 +63,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
         "normalization": normalization,
         "training": config,
         "class_weights": weights,
+        "hardware": result.hardware,
     }
     summary = {
         "run": spec["run"],
@@ -72,6 +76,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "val_metrics": result.best_metrics,
+        "hardware": result.hardware,
     }
     return checkpoint, pd.DataFrame(result.history), summary
 
@@ -135,6 +140,7 @@ def rank_runs(selection: dict, **summaries: dict) -> pd.DataFrame:
             **{f"val_{m}": val.get(m, np.nan) for m in LEADERBOARD_METRICS},
             "best_epoch": summary["best_epoch"],
             "epochs_run": summary["epochs_run"],
+            "hardware": describe_hardware(summary["hardware"]),
         })
     board = pd.DataFrame(rows).sort_values(
         ["eligible", f"val_{selection['metric']}", f"val_{selection['tie_breaker']}", "run"],
@@ -183,6 +189,7 @@ def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_proven
         f"Ranked on the validation split only: runs with validation specificity >= "
         f"{selection['min_specificity']} first, then validation {selection['metric']}, then "
         f"{selection['tie_breaker']}. The test split is not read here.",
+        f"Trained on: {'; '.join(sorted(leaderboard['hardware'].unique()))} (device, device model, precision).",
         "",
         header,
         "|" + "|".join(" --- " for _ in columns) + "|",

@@ -41,14 +41,17 @@ def finetune_runs(encoder: dict[str, Any] | None, architecture: dict[str, Any], 
                   normalization: dict, training: dict[str, Any], seeds: list[int], dropout: float = 0.0,
                   method: str = "vit") -> list[dict[str, Any]]:
     """One fine-tuned checkpoint per seed: ``{"method", "seed", "config", "state_dict",
-    "normalization", "best_epoch", "val_metrics", "history"}``."""
+    "normalization", "best_epoch", "val_metrics", "history", "hardware", "pretraining_hardware"}``
+    (the device, precision and device model of the fine-tuning, and of the encoder's pretraining)."""
     runs = []
     for seed in seeds:
         model, config = initial_classifier(encoder, architecture, dropout, seed)
         result = fit(model, train, val, {**training, "seed": seed}, None, normalization, label_key="labels")
         runs.append({"method": method, "seed": seed, "config": config, "state_dict": result.state_dict,
                      "normalization": normalization, "best_epoch": result.best_epoch,
-                     "val_metrics": _scalars(result.best_metrics), "history": result.history})
+                     "val_metrics": _scalars(result.best_metrics), "history": result.history,
+                     "hardware": result.hardware,
+                     "pretraining_hardware": encoder.get("hardware") if encoder is not None else None})
     return runs
 
 

@@ -49,6 +49,7 @@ def render_report(summaries: dict[str, dict[str, Any]], provenance: dict[str, An
         f"Produced by `{run_info['command']}` (profile `{run_info['profile']}`) on "
         f"`{provenance.get('path')}` (md5 `{provenance.get('md5')}`, {official}).",
         f"Fine-tuning: {run_info['finetune']}. Seeds: {run_info['seeds']}. Pretraining: {run_info['pretraining']}.",
+        f"Hardware: {run_info['hardware']}.",
         "Model and epoch selection used the validation split only; the test split was read once, "
         "by this report. Values are mean ± std (sample) over fine-tuning seeds, in %.",
         "",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import platform
+from pathlib import Path
 from typing import ContextManager, Iterator
 
 import torch
@@ -46,6 +48,28 @@ def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), through torch's own probe."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private; absent in other torch builds
     return bool(probe()) if probe is not None else False
+
+
+def hardware(device: torch.device, precision: str) -> dict[str, str]:
+    """What a run actually used, for its summary and reports: device type, precision and the
+    device's model (the GPU's name on CUDA, the CPU's model name otherwise)."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return {"device": device.type, "precision": precision, "device_name": name}
+
+
+def describe_hardware(used: dict[str, str]) -> str:
+    """``cuda (NVIDIA H200), bf16``: one line for logs and reports."""
+    return f"{used['device']} ({used['device_name']}), {used['precision']}"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def autocast_context(device: torch.device, precision: str) -> ContextManager:

@@ -23,7 +23,8 @@ from torch import nn
 from dermascreen.training.augment import BatchAugment
 from dermascreen.training.checkpoint import TrainingCheckpoint, describe_model, job_description
 from dermascreen.training.data import check_split, eval_batches, normalization_tensors, to_model_input, train_batches
-from dermascreen.training.device import kernel_settings, resolve_device, resolve_precision
+from dermascreen.training.device import (describe_hardware, hardware, kernel_settings, resolve_device,
+                                         resolve_precision)
 from dermascreen.training.engines import Handlers, attach_handlers, create_evaluator, create_trainer, metric_names
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ NUM_CLASSES = {"binary": 2, "labels": 7}
 class FitResult:
     """``state_dict``: weights (CPU) of the best epoch; ``best_epoch`` None means no epoch passed the
     specificity guard, and then ``state_dict``/``best_metrics`` are the last epoch's.
-    ``stop_reason``: ``max_epochs``, ``early_stopping`` or ``nan_loss``."""
+    ``stop_reason``: ``max_epochs``, ``early_stopping`` or ``nan_loss``. ``hardware``: the device,
+    precision and device model used (``training.device.hardware``)."""
 
     state_dict: dict[str, torch.Tensor]
     history: list[dict]
@@ -63,6 +65,7 @@ class FitResult:
     best_metrics: dict
     stopped_early: bool
     stop_reason: str
+    hardware: dict[str, str]
 
 
 def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: list[float] | None,
@@ -85,6 +88,8 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
     device = idist.device() if idist.get_world_size() > 1 else resolve_device(cfg["device"])
     precision = resolve_precision(device, cfg["precision"])
     channels_last = precision == "bf16"  # channels_last pays off together with bf16 convolutions
+    used = hardware(device, precision)
+    logger.info("training on %s", describe_hardware(used))
     manual_seed(cfg["seed"] + idist.get_rank())  # ranks draw different augmentations and dropout masks
 
     with kernel_settings(device):
@@ -115,10 +120,10 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
                 if stop_reason is not None:
                     logger.info("%s: the run is over (%s), returning its stored result", checkpoint.path,
                                 stop_reason)
-                    return _result(model, handlers, stop_reason)
+                    return _result(model, handlers, stop_reason, used)
                 logger.info("resuming from %s after epoch %d", checkpoint.path, trainer.state.epoch)
         trainer.run(batches, max_epochs=cfg["epochs"])
-        return _result(model, handlers, _stop_reason(trainer, handlers) or "max_epochs")
+        return _result(model, handlers, _stop_reason(trainer, handlers) or "max_epochs", used)
 
 
 def resolve_config(config: dict, num_classes: int) -> dict:
@@ -202,7 +207,7 @@ def _stop_reason(trainer: Engine, handlers: Handlers) -> str | None:
     return None
 
 
-def _result(model: nn.Module, handlers: Handlers, stop_reason: str) -> FitResult:
+def _result(model: nn.Module, handlers: Handlers, stop_reason: str, used: dict[str, str]) -> FitResult:
     best = handlers.best
     if best.weights is None:
         logger.warning("no epoch passed the specificity guard: returning the last epoch's weights")
@@ -212,7 +217,8 @@ def _result(model: nn.Module, handlers: Handlers, stop_reason: str) -> FitResult
         weights, metrics = best.weights, best.metrics
         model.load_state_dict(weights)
     return FitResult(state_dict=weights, history=list(handlers.history.rows), best_epoch=best.epoch,
-                     best_metrics=metrics, stopped_early=stop_reason == "early_stopping", stop_reason=stop_reason)
+                     best_metrics=metrics, stopped_early=stop_reason == "early_stopping", stop_reason=stop_reason,
+                     hardware=used)
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:

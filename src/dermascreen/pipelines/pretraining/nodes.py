@@ -14,7 +14,7 @@ from dermascreen.pretraining.figures import reconstruction_figure
 from dermascreen.pretraining.finetune import evaluate_runs, finetune_runs
 from dermascreen.pretraining.methods import build_autoencoder, build_pretrainer
 from dermascreen.pretraining.report import metrics_for_dvc, render_report, summarise
-from dermascreen.training.device import resolve_device
+from dermascreen.training.device import describe_hardware, hardware, resolve_device
 
 RANDOM_MASKING = ("mae", "umae")
 
@@ -33,8 +33,10 @@ def _pretrain(method: str, train_set: dict, val_set: dict, normalization: dict, 
                               pretrain["max_batches"])
     figure = reconstruction_figure(trainer, val_set["images"][: shared["figure_images"]], normalization, method,
                                    learned=method not in RANDOM_MASKING, seed=shared["seed"])
+    # pretraining runs in fp32 (no autocast in the pretraining engines)
     checkpoint = encoder_checkpoint(mae.encoder, shared["encoder"], method=method, normalization=normalization,
-                                    pretrain=pretrain, options=options, history=history)
+                                    pretrain=pretrain, options=options, history=history,
+                                    hardware=hardware(device, "fp32"))
     return checkpoint, pd.DataFrame(history), figure
 
 
@@ -83,11 +85,17 @@ def pretraining_report(test_set: dict, normalization: dict, data_provenance: dic
     per_seed = {method: evaluate_runs(runs, test_set, normalization, shared["device"])
                 for method, runs in finetuned.items()}
     summaries = {method: summarise(results) for method, results in per_seed.items()}
-    report = render_report(summaries, data_provenance, _run_info(profile, shared, finetune))
+    report = render_report(summaries, data_provenance, _run_info(profile, shared, finetune, finetuned))
     return report, metrics_for_dvc(summaries), {"summaries": summaries, "per_seed": per_seed}
 
 
-def _run_info(profile: str, shared: dict[str, Any], finetune: dict[str, Any]) -> dict[str, Any]:
+def _used_hardware(finetuned: dict[str, list[dict]], key: str) -> str:
+    used = {describe_hardware(run[key]) for runs in finetuned.values() for run in runs if run.get(key)}
+    return "; ".join(sorted(used)) or "not recorded"
+
+
+def _run_info(profile: str, shared: dict[str, Any], finetune: dict[str, Any],
+              finetuned: dict[str, list[dict]]) -> dict[str, Any]:
     pretrain, encoder = shared["pretrain"], shared["encoder"]
     training = finetune["training"]
     return {
@@ -99,4 +107,6 @@ def _run_info(profile: str, shared: dict[str, Any], finetune: dict[str, Any]) ->
         "finetune": f"{training['epochs']} epochs max (patience {training['patience']}, monitor "
                     f"{training['monitor']}), batch {training['batch_size']}, Adam lr {training['lr']}, "
                     f"augment {training.get('augment')}",
+        "hardware": f"pretraining on {_used_hardware(finetuned, 'pretraining_hardware')}, fine-tuning on "
+                    f"{_used_hardware(finetuned, 'hardware')} (device (device model), precision)",
     }

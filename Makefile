@@ -39,7 +39,8 @@ test: setup
 # how to provide them), then the preflight check lists every problem at once and stops the run
 # in seconds when it cannot succeed (docs/training.md).
 # DVC cannot see DERMAMNIST_NPZ: a raw copy that differs from it is dropped first, so DVC reruns
-# data_engineering with the new file (docs/data.md).
+# data_engineering with the new file (docs/data.md). At the end: the quick targets, the measured
+# values and the published anchors (python -m dermascreen.targets, docs/results.md).
 repro: setup
 	@profile=$${PROFILE:-$$($(BIN)/python -m dermascreen.profile)}; \
 	current=$$(sed -n 's/^profile: *//p' params.yaml); \
@@ -48,7 +49,9 @@ repro: setup
 	export PATH=$(abspath $(BIN)):$$PATH; \
 	dermascreen-weights fetch --profile $$profile || true; \
 	python -m dermascreen.preflight --env $$profile || exit 1; \
-	if [ "$$profile" = "$$current" ]; then dvc repro; else dvc exp run --set-param profile=$$profile; fi
+	start=$$(date +%s); \
+	if [ "$$profile" = "$$current" ]; then dvc repro || exit 1; else dvc exp run --set-param profile=$$profile || exit 1; fi; \
+	python -m dermascreen.targets --wall-minutes $$(( ($$(date +%s) - start) / 60 ))
 
 # kedro-viz without hooks reads KEDRO_ENV for the grids it draws (docs/kedro_viz.md).
 viz: setup

@@ -8,17 +8,22 @@ from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
 from project_helpers import load_config
 from dermascreen.pipelines.phase2.nodes import strategy_spec
 from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
+from dermascreen.evaluation.metrics import binary_metrics
 from dermascreen.pipelines.runs import export_selected, leaderboard_markdown, rank_runs, select_best
 
 SELECTION = {"metric": "recall", "min_specificity": 0.5, "tie_breaker": "roc_auc"}
 ARCHITECTURES = load_config("base", "parameters")["phase1"]["architectures"]
 
 
-def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0"):
+def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0", spec_at_recall=0.6, best_epoch=3):
     metrics = {"recall": recall, "specificity": specificity, "roc_auc": roc_auc, "precision": 0.5,
-               "f1": 0.5, "f2": 0.5, "pr_auc": 0.5, "accuracy": 0.7}
-    return {"run": run, "model": {"arch": arch}, "class_weights_name": weights, "best_epoch": 3,
+               "f1": 0.5, "f2": 0.5, "pr_auc": 0.5, "accuracy": 0.7, "spec_at_recall": spec_at_recall}
+    return {"run": run, "model": {"arch": arch}, "class_weights_name": weights, "best_epoch": best_epoch,
             "epochs_run": 5, "val_metrics": metrics}
+
+
+def scored_summary(run, y, p):
+    return {**summary(run, 0, 0), "val_metrics": {**binary_metrics(y, p), "loss": 0.5}}
 
 
 def test_phase1_grid_is_architectures_times_class_weights():
@@ -77,6 +82,36 @@ def test_ranking_puts_guarded_runs_last_and_breaks_ties():
     assert (best["run"], runner_up["run"]) == ("good_tie", "good")
 
 
+def test_spec_at_recall_and_recall_at_half_select_different_runs():
+    # 10 malignant, 90 benign: one run just at the guard with recall 1 at 0.5 and AUC 0.5, one that
+    # reaches recall 0.9 without flagging a benign lesion but has recall 0.3 at 0.5
+    y = np.r_[np.ones(10, dtype=int), np.zeros(90, dtype=int)]
+    summaries = {
+        "barely_guarded": scored_summary("barely_guarded", y, np.r_[np.full(10, 0.6), np.full(45, 0.7), np.full(45, 0.3)]),
+        "separating": scored_summary("separating", y, np.r_[np.full(3, 0.55), np.full(6, 0.45), 0.2, np.full(90, 0.3)]),
+    }
+    by_recall = rank_runs(SELECTION, **summaries)
+    by_spec = rank_runs({**SELECTION, "metric": "spec_at_recall"}, **summaries)
+
+    assert select_best(by_recall, **summaries)["run"] == "barely_guarded"
+    assert select_best(by_spec, **summaries)["run"] == "separating"
+    assert by_spec["eligible"].tolist() == [True, True]
+
+
+def test_a_run_without_a_guarded_epoch_is_never_eligible():
+    summaries = {"never_guarded": summary("never_guarded", 0.9, 0.9, best_epoch=None, spec_at_recall=0.9),
+                 "low_operating_spec": summary("low_operating_spec", 0.9, 0.9, spec_at_recall=0.3),
+                 "ok": summary("ok", 0.5, 0.6, spec_at_recall=0.6)}
+    board = rank_runs({**SELECTION, "metric": "spec_at_recall"}, **summaries)
+    assert board["run"].tolist() == ["ok", "never_guarded", "low_operating_spec"]
+    assert board["eligible"].tolist() == [True, False, False]
+
+
+def test_an_unknown_selection_metric_names_the_parameter():
+    with pytest.raises(ValueError, match="selection.metric: 'auc'"):
+        rank_runs({**SELECTION, "metric": "auc"}, a=summary("a", 0.7, 0.8))
+
+
 def test_no_eligible_run_is_an_error():
     summaries = {"a": summary("a", 1.0, 0.1), "b": summary("b", 1.0, 0.2)}
     with pytest.raises(ValueError, match="no run reached the minimum validation specificity"):
@@ -88,4 +123,4 @@ def test_leaderboard_markdown_names_command_and_data():
     text = leaderboard_markdown(board, SELECTION, {"path": "d.npz", "official": False, "md5": "m"},
                                 "quick", phase="phase1")
     assert "`kedro run --pipelines phase1 --env quick`" in text and "non-official copy" in text and "md5 `m`" in text
-    assert "| 1 | a | W0 | True | 0.7000 | 0.8000 |" in text
+    assert "| 1 | a | W0 | True | 0.6000 | 0.7000 | 0.8000 |" in text

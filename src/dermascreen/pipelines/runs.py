@@ -19,12 +19,14 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from kedro.pipeline import Pipeline, node  # noqa: E402
 
+from dermascreen.evaluation.metrics import operating_specificity  # noqa: E402
 from dermascreen.models import build_model  # noqa: E402
 from dermascreen.training import fit  # noqa: E402
 
 # Pretraining methods whose encoder a grid run may start from with `weights: <method>`.
 PRETRAINED_ENCODERS = ("mae", "umae", "semmae", "automae", "mlo_mae")
-LEADERBOARD_METRICS = ("recall", "specificity", "precision", "f1", "f2", "roc_auc", "pr_auc", "accuracy")
+LEADERBOARD_METRICS = ("spec_at_recall", "recall", "specificity", "precision", "f1", "f2", "roc_auc", "pr_auc",
+                       "accuracy")
 
 
 def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights: dict,
@@ -110,16 +112,26 @@ def plot_learning_curve(history: pd.DataFrame, summary: dict) -> plt.Figure:
 
 
 def rank_runs(selection: dict, **summaries: dict) -> pd.DataFrame:
-    """Leaderboard sorted by the selection score: eligible runs (validation specificity at least
-    ``min_specificity``) first, then ``metric``, then ``tie_breaker``; validation metrics only."""
+    """Leaderboard sorted by the selection score: eligible runs first, then ``metric``, then
+    ``tie_breaker``; validation metrics only.
+
+    Eligible: some epoch passed the training guard (``best_epoch`` set) and the run's validation
+    ``operating_specificity`` for ``metric`` reaches ``min_specificity``. Only eligible runs are
+    finalists (``select_best``, ``export_selected``).
+    """
+    for key in ("metric", "tie_breaker"):
+        if selection[key] not in LEADERBOARD_METRICS:
+            raise ValueError(f"selection.{key}: {selection[key]!r} is not a leaderboard metric; choose from "
+                             f"{list(LEADERBOARD_METRICS)} (conf/base/globals.yml, binary_selection)")
     rows = []
     for summary in summaries.values():
         val = summary["val_metrics"]
+        guard = operating_specificity(val, selection["metric"]) if selection["metric"] in val else np.nan
         rows.append({
             "run": summary["run"],
             "arch": summary["model"]["arch"],
             "class_weights": summary["class_weights_name"],
-            "eligible": bool(val["specificity"] >= selection["min_specificity"]),
+            "eligible": bool(summary["best_epoch"] is not None and guard >= selection["min_specificity"]),
             **{f"val_{m}": val.get(m, np.nan) for m in LEADERBOARD_METRICS},
             "best_epoch": summary["best_epoch"],
             "epochs_run": summary["epochs_run"],
@@ -134,12 +146,12 @@ def rank_runs(selection: dict, **summaries: dict) -> pd.DataFrame:
 
 
 def select_best(leaderboard: pd.DataFrame, **summaries: dict) -> dict:
-    """The top run's summary; fails if no run passed the specificity guard."""
+    """The top run's summary; fails if no run is eligible (passed the specificity guard)."""
     top = leaderboard.iloc[0]
     if not top["eligible"]:
         raise ValueError(
-            "no run reached the minimum validation specificity; every run is a degenerate "
-            "'call everything malignant' classifier. Train longer or lower selection.min_specificity."
+            "no run reached the minimum validation specificity at its operating point; every run is a "
+            "degenerate 'call everything malignant' classifier. Train longer or lower selection.min_specificity."
         )
     return summaries[top["run"]]
 
@@ -168,9 +180,10 @@ def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_proven
         f"# {phase} leaderboard",
         "",
         f"Produced by `kedro run --pipelines {phase} --env {profile}` on `{data_provenance['path']}` ({kind}, md5 `{data_provenance['md5']}`).",
-        f"Ranked on the validation split only: runs with validation specificity >= "
-        f"{selection['min_specificity']} first, then validation {selection['metric']}, then "
-        f"{selection['tie_breaker']}. The test split is not read here.",
+        f"Ranked on the validation split only: eligible runs (an epoch passed the training guard, and "
+        f"validation {_guard_name(selection['metric'])} >= {selection['min_specificity']}) first, then "
+        f"validation {selection['metric']}, then {selection['tie_breaker']}. `spec_at_recall` is the best "
+        f"specificity at recall >= the target recall, read off the ROC curve. The test split is not read here.",
         "",
         header,
         "|" + "|".join(" --- " for _ in columns) + "|",
@@ -179,6 +192,10 @@ def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_proven
         cells = [f"{v:.4f}" if isinstance(v, float) else ("-" if v is pd.NA else str(v)) for v in row.tolist()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _guard_name(metric: str) -> str:
+    return "spec_at_recall" if metric == "spec_at_recall" else "specificity at threshold 0.5"
 
 
 def plot_leaderboard(leaderboard: pd.DataFrame, selection: dict) -> plt.Figure:

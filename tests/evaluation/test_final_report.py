@@ -25,12 +25,14 @@ def evidence():
     model = {"run": "CNN_v1_W3", "config": {"arch": "cnn", "filters": 8}, "training": {"lr": 0.001},
              "class_weights": [1.0, 3.0], "normalization": {"mean": [0.7, 0.5, 0.5], "std": [0.1, 0.2, 0.2]}}
     return {
-        "provenance": PROVENANCE, "model": model, "runner_up": {"run": "CNN_v2", "config": {"arch": "cnn"}},
+        "provenance": PROVENANCE, "model": model,
         "settings": {"policy": "target_recall", "target_recall": 0.9, "n_bootstrap": 1000, "confidence": 0.95,
                      "seed": 1, "calibration_bins": 10, "mcnemar_exact_below": 25},
         "calibration": calibration,
         "intervals": bootstrap_intervals(y, p, calibration["threshold"], 1000, seed=1),
-        "mcnemar": mcnemar_test(y, (p >= 0.5).astype(int), (p >= 0.4).astype(int)),
+        "mcnemar": {"correction": "holm", "comparisons": [
+            {"alternative": "phase1.CNN_v1_W5", "threshold": 0.4, "p_holm": 0.5,
+             **mcnemar_test(y, (p >= 0.5).astype(int), (p >= 0.4).astype(int))}]},
         "ece": 0.0421, "reference": REFERENCE, "n_test": 200, "n_malignant": int(y.sum()), "profile": "quick",
     }
 
@@ -51,7 +53,7 @@ def test_markdown_states_every_required_fact(evidence):
     for fact in ("NON-OFFICIAL", PROVENANCE["md5"], PROVENANCE["official_md5"], "CNN_v1_W3", '"filters": 8',
                  '"lr": 0.001', f"**{threshold:.4f}**", "highest threshold whose validation recall reaches 0.90",
                  "target_recall (chosen)", "youden", "1000 stratified", "91.58%", "37.95%", "63.60%", "87.70%",
-                 "McNemar", evidence["mcnemar"]["method"], "0.0421", "(phase3/roc.png)", "profile `quick`"):
+                 "McNemar", evidence["mcnemar"]["comparisons"][0]["method"], "phase1.CNN_v1_W5", "p (Holm)", "0.0421", "(phase3/roc.png)", "profile `quick`"):
         assert fact in text, fact
     recall = evidence["intervals"]["recall"]
     assert f"{100 * recall['low']:.2f}%, {100 * recall['high']:.2f}%" in text

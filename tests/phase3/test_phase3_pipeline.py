@@ -4,12 +4,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from dermascreen.evaluation.mcnemar import holm_adjust, mcnemar_test
 from dermascreen.inference.model import CheckpointError
 from dermascreen.models import build_model
 from dermascreen.pipelines.phase3 import create_pipeline
@@ -56,9 +58,9 @@ def catalog(root: Path, checkpoints: dict) -> DataCatalog:
     return result
 
 
-def run(root: Path, final=None, runner_up=None) -> None:
-    checkpoints = {"phase2_best_model": final or tiny_checkpoint(0),
-                   "phase1_runner_up_model": runner_up or tiny_checkpoint(1)}
+def run(root: Path, final=None) -> None:
+    checkpoints = {"phase2_best_model": final or tiny_checkpoint(0), "phase1_best_model": tiny_checkpoint(1),
+                   "phase2_alternatives": {"tiny_2": tiny_checkpoint(2)}}
     SequentialRunner().run(create_pipeline(), catalog(root, checkpoints))
 
 
@@ -95,6 +97,26 @@ def test_threshold_file_is_calibrated_on_validation_for_this_model(outputs):
     assert set(threshold["operating_points"]) == {"default", "target_recall", "max_f2", "youden"}
 
 
+def test_mcnemar_compares_with_every_alternative_at_its_own_threshold_holm_corrected(outputs):
+    mcnemar = json.loads((outputs / "08_reporting/phase3/mcnemar.json").read_text())
+    thresholds = json.loads((outputs / "07_model_output/phase3/alternative_thresholds.json").read_text())
+    names = [c["alternative"] for c in mcnemar["comparisons"]]
+    assert names == ["phase2.tiny_2", "phase1.tiny_1"] and set(thresholds) == set(names)
+    predictions = pd.read_csv(outputs / "07_model_output/phase3/test_predictions.csv")
+    binary = predictions["binary"].to_numpy()
+    final = predictions["predicted"].to_numpy()
+    p_values = []
+    for comparison in mcnemar["comparisons"]:
+        name = comparison["alternative"]
+        assert comparison["threshold"] == thresholds[name]["threshold"] and thresholds[name]["model_run"] == name.split(".")[1]
+        other = (predictions[f"p_malignant_{name}"].to_numpy() >= comparison["threshold"]).astype(int)
+        assert comparison == {**comparison, **mcnemar_test(binary, final, other)}
+        p_values.append(comparison["p_value"])
+    assert [c["p_holm"] for c in mcnemar["comparisons"]] == pytest.approx(holm_adjust(p_values))
+    metrics = json.loads((outputs / "08_reporting/phase3_metrics.json").read_text())
+    assert metrics["mcnemar_phase1.tiny_1_p_holm"] == mcnemar["comparisons"][1]["p_holm"]
+
+
 def test_rerun_gives_identical_numbers(outputs, tmp_path):
     run(tmp_path)
     for name in ("08_reporting/phase3_metrics.json", "07_model_output/phase3/threshold.json",
@@ -103,7 +125,7 @@ def test_rerun_gives_identical_numbers(outputs, tmp_path):
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path):
-    checkpoints = {"phase2_best_model": None, "phase1_runner_up_model": tiny_checkpoint(1)}
+    checkpoints = {"phase2_best_model": None, "phase1_best_model": tiny_checkpoint(1), "phase2_alternatives": {}}
     with pytest.raises(DatasetError, match="phase2_best_model.pt"):
         SequentialRunner().run(create_pipeline(), catalog(tmp_path, checkpoints))
 

@@ -9,7 +9,7 @@ from project_helpers import load_config
 from dermascreen.pipelines.phase2.nodes import strategy_spec
 from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
 from dermascreen.evaluation.metrics import binary_metrics
-from dermascreen.pipelines.runs import export_selected, leaderboard_markdown, rank_runs, select_best
+from dermascreen.pipelines.runs import export_alternatives, export_selected, leaderboard_markdown, rank_runs, select_best
 
 SELECTION = {"metric": "recall", "min_specificity": 0.5, "tie_breaker": "roc_auc"}
 ARCHITECTURES = load_config("base", "parameters")["phase1"]["architectures"]
@@ -34,7 +34,8 @@ def test_phase1_grid_is_architectures_times_class_weights():
     assert {"train_set", "val_set", "normalization", "class_weights", "data_provenance"} <= pipe.inputs()
     assert "test_set" not in pipe.all_inputs()
     assert "params:phase1.architectures.ResNet_v1" in pipe.inputs()
-    assert {"phase1_best", "phase1_best_model", "phase1_runner_up_model", "phase1_leaderboard"} <= pipe.all_outputs()
+    assert {"phase1_best", "phase1_best_model", "phase1_leaderboard"} <= pipe.all_outputs()
+    assert "phase1_alternatives" not in pipe.all_outputs()  # phase3 compares with phase1's winner only
 
 
 def test_one_run_can_be_selected_alone_by_namespace():
@@ -54,6 +55,7 @@ def test_phase2_runs_start_from_the_phase1_winner():
     pipe = phase2_grid(["Freeze10", "LowLR"])
     assert {"phase1_best", "phase1_best_model"} <= pipe.inputs()
     assert {n.namespace for n in pipe.nodes if n.namespace} == {"phase2.Freeze10", "phase2.LowLR"}
+    assert "phase2_alternatives" in pipe.all_outputs()
     assert "test_set" not in pipe.all_inputs()
 
 
@@ -78,8 +80,9 @@ def test_ranking_puts_guarded_runs_last_and_breaks_ties():
     assert board["rank"].tolist() == [1, 2, 3, 4]
     assert board["eligible"].tolist() == [True, True, True, False]
     assert select_best(board, **summaries)["run"] == "good_tie"
-    best, runner_up = export_selected(board, **{r: {"run": r} for r in summaries})
-    assert (best["run"], runner_up["run"]) == ("good_tie", "good")
+    checkpoints = {r: {"run": r} for r in summaries}
+    assert export_selected(board, **checkpoints)["run"] == "good_tie"
+    assert list(export_alternatives(board, **checkpoints)) == ["good", "weak"]  # never the guarded run
 
 
 def test_spec_at_recall_and_recall_at_half_select_different_runs():

@@ -64,13 +64,11 @@ def provenance_section(provenance: dict, profile: str) -> Section:
     return "Data provenance", [text]
 
 
-def configuration_section(model: dict, runner_up: dict, settings: dict) -> Section:
+def configuration_section(model: dict, settings: dict) -> Section:
     blocks = [f"Final model: run `{model.get('run')}` (phase2 best). Everything that rebuilds and "
               "explains it, as stored in its checkpoint:"]
     for key in ("config", "training", "class_weights", "normalization"):
         blocks.append(f"**{key}**\n\n{_json_block(model.get(key))}")
-    blocks.append(f"Runner-up used for McNemar's test: run `{runner_up.get('run')}` (phase1 runner-up), "
-                  f"model config:\n\n{_json_block(runner_up.get('config'))}")
     blocks.append(f"phase3 settings:\n\n{_json_block(settings)}")
     return "Configuration", blocks
 
@@ -115,20 +113,23 @@ def comparison_section(intervals: dict, reference: dict) -> Section:
 
 
 def significance_section(mcnemar: dict, ece: float, n_bins: int) -> Section:
-    test = (f"McNemar's test, final model vs phase1 runner-up on test predictions at their thresholds: "
-            f"b = {mcnemar['b']} (only the final model right), c = {mcnemar['c']} (only the runner-up "
-            f"right); {mcnemar['method']}, statistic {mcnemar['statistic']:.3f}, "
-            f"p = {mcnemar['p_value']:.4g}.")
+    test = ("McNemar's test on test decisions, the final model against each real alternative (phase2's "
+            "other finalists, i.e. runs that passed the validation guard, and the phase1 winner it was "
+            "fine-tuned from), each model at its own validation threshold. b: only the final model right, "
+            "c: only the alternative right. p-values Holm-corrected over the comparisons.")
+    rows = [[c["alternative"], f"{c['threshold']:.4f}", str(c["b"]), str(c["c"]), c["method"],
+             f"{c['statistic']:.3f}", f"{c['p_value']:.4g}", f"{c['p_holm']:.4g}"] for c in mcnemar["comparisons"]]
+    table = Table(["alternative", "its threshold", "b", "c", "method", "statistic", "p", "p (Holm)"], rows)
     calibration = (f"Calibration of p(malignant) on test: expected calibration error {ece:.4f} "
                    f"({n_bins} equal-width bins).")
-    return "Model comparison and calibration", [test, calibration, FigureRef("reliability")]
+    return "Model comparison and calibration", [test, table, calibration, FigureRef("reliability")]
 
 
 def report_sections(evidence: dict) -> list[Section]:
     """All sections from the phase3 evidence (see ``pipelines.phase3.nodes.build_report``)."""
     return [
         provenance_section(evidence["provenance"], evidence["profile"]),
-        configuration_section(evidence["model"], evidence["runner_up"], evidence["settings"]),
+        configuration_section(evidence["model"], evidence["settings"]),
         threshold_section(evidence["calibration"]),
         test_section(evidence["intervals"], evidence["settings"], evidence["n_test"], evidence["n_malignant"]),
         comparison_section(evidence["intervals"], evidence["reference"]),

@@ -162,11 +162,17 @@ def best_metrics(best: dict) -> dict[str, float]:
             if isinstance(value, (int, float))}
 
 
-def export_selected(leaderboard: pd.DataFrame, **checkpoints: dict) -> tuple[dict, dict | None]:
-    """Checkpoints of the winner and of the runner-up (for phase3's McNemar test)."""
-    runs = leaderboard["run"].tolist()
-    runner_up = checkpoints[runs[1]] if len(runs) > 1 else None
-    return checkpoints[runs[0]], runner_up
+def export_selected(leaderboard: pd.DataFrame, **checkpoints: dict) -> dict:
+    """The winner's checkpoint."""
+    return checkpoints[leaderboard["run"].iloc[0]]
+
+
+def export_alternatives(leaderboard: pd.DataFrame, **checkpoints: dict) -> dict[str, dict]:
+    """``{run: checkpoint}`` of the other finalists (eligible runs), in rank order: the real
+    alternatives phase3's McNemar tests compare the winner with. A run that never passed the
+    guard is no finalist."""
+    finalists = leaderboard.loc[leaderboard["eligible"], "run"].tolist()[1:]
+    return {run: checkpoints[run] for run in finalists}
 
 
 def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_provenance: dict,
@@ -227,11 +233,12 @@ def bound(func: Callable, **kwargs) -> Callable:
     return update_wrapper(partial(func, **kwargs), func)
 
 
-def grid_pipeline(phase: str, runs: dict[str, tuple[Callable, list[str]]]) -> Pipeline:
+def grid_pipeline(phase: str, runs: dict[str, tuple[Callable, list[str]]], alternatives: bool = False) -> Pipeline:
     """One namespaced pipeline ``<phase>.<run>`` per run, then leaderboard, selection, export.
 
     ``runs[run] = (train, inputs)``: ``train(*inputs)`` returns the run's checkpoint, history
     and summary (see ``train_run``). Inputs are shared datasets and parameters, never namespaced.
+    ``alternatives``: also export the other finalists' checkpoints (``<phase>_alternatives``).
     """
     pipelines = []
     for run, (train, inputs) in runs.items():
@@ -254,11 +261,14 @@ def grid_pipeline(phase: str, runs: dict[str, tuple[Callable, list[str]]]) -> Pi
              name=f"{phase}_select_best"),
         node(best_metrics, f"{phase}_best", f"{phase}_metrics", name=f"{phase}_best_metrics"),
         node(export_selected, {"leaderboard": f"{phase}_leaderboard", **checkpoints},
-             [f"{phase}_best_model", f"{phase}_runner_up_model"], name=f"{phase}_export_selected"),
+             f"{phase}_best_model", name=f"{phase}_export_selected"),
         node(bound(leaderboard_markdown, phase=phase),
              [f"{phase}_leaderboard", f"params:{phase}.selection", "data_provenance", "params:profile"],
              f"{phase}_leaderboard_md", name=f"{phase}_leaderboard_markdown"),
         node(plot_leaderboard, [f"{phase}_leaderboard", f"params:{phase}.selection"],
              f"{phase}_leaderboard_plot", name=f"{phase}_plot_leaderboard"),
     ])
+    if alternatives:
+        selection += Pipeline([node(export_alternatives, {"leaderboard": f"{phase}_leaderboard", **checkpoints},
+                                    f"{phase}_alternatives", name=f"{phase}_export_alternatives")])
     return sum(pipelines, Pipeline([])) + selection

@@ -43,14 +43,40 @@ def evaluate_on_test(test_set: dict, test_scores: np.ndarray, threshold: dict, p
                                          params["n_bootstrap"], params["seed"], params["confidence"])
 
 
-def compare_with_runner_up(test_set: dict, test_scores: np.ndarray, runner_up_scores: np.ndarray,
-                           threshold: dict, runner_up_threshold: dict, params: dict) -> dict:
-    """McNemar's test on test decisions, each model at its own validation-calibrated threshold."""
+def alternatives(phase2_alternatives: dict[str, dict], phase1_best_model: dict) -> dict[str, dict]:
+    """The real alternatives to the final model: phase2's other finalists and the phase1 winner
+    (the model phase2 fine-tuned), named ``phase<n>.<run>``."""
+    named = {f"phase2.{run}": checkpoint for run, checkpoint in phase2_alternatives.items()}
+    named[f"phase1.{phase1_best_model.get('run')}"] = phase1_best_model
+    return named
+
+
+def predict_alternatives(models: dict[str, dict], split: dict, params: dict) -> dict[str, np.ndarray]:
+    """p(malignant) of each alternative on a split."""
+    return {name: predict_malignant(checkpoint, split, params) for name, checkpoint in models.items()}
+
+
+def calibrate_alternatives(val_set: dict, scores: dict[str, np.ndarray], models: dict[str, dict],
+                           params: dict) -> dict[str, dict]:
+    """Each alternative's own validation threshold, by the same policy as the final model's."""
+    return {name: calibrate_threshold(val_set, scores[name], models[name], params) for name in models}
+
+
+def compare_with_alternatives(test_set: dict, test_scores: np.ndarray, threshold: dict,
+                              alternative_scores: dict[str, np.ndarray], alternative_thresholds: dict[str, dict],
+                              params: dict) -> dict:
+    """McNemar's test of the final model against each alternative on test decisions, each model at
+    its own validation threshold; p-values Holm-corrected over the comparisons."""
     final = (test_scores >= threshold["threshold"]).astype(np.int64)
-    runner_up = (runner_up_scores >= runner_up_threshold["threshold"]).astype(np.int64)
-    result = mcnemar.mcnemar_test(test_set["binary"], final, runner_up, params["mcnemar_exact_below"])
-    return {**result, "runner_up_run": runner_up_threshold.get("model_run"),
-            "runner_up_threshold": runner_up_threshold["threshold"]}
+    comparisons = []
+    for name, scores in alternative_scores.items():
+        cut = alternative_thresholds[name]["threshold"]
+        other = (scores >= cut).astype(np.int64)
+        result = mcnemar.mcnemar_test(test_set["binary"], final, other, params["mcnemar_exact_below"])
+        comparisons.append({"alternative": name, "threshold": cut, **result})
+    for comparison, adjusted in zip(comparisons, mcnemar.holm_adjust([c["p_value"] for c in comparisons])):
+        comparison["p_holm"] = adjusted
+    return {"correction": "holm", "final_run": threshold.get("model_run"), "comparisons": comparisons}
 
 
 def calibration_summary(test_set: dict, test_scores: np.ndarray, params: dict) -> dict:
@@ -65,13 +91,13 @@ def curve_data(test_set: dict, test_scores: np.ndarray, threshold: dict) -> tupl
             plots.confusion_table(y_true, test_scores, threshold["threshold"]))
 
 
-def prediction_table(test_set: dict, test_scores: np.ndarray, runner_up_scores: np.ndarray,
+def prediction_table(test_set: dict, test_scores: np.ndarray, alternative_scores: dict[str, np.ndarray],
                      threshold: dict) -> pd.DataFrame:
-    """Per test image: labels, both models' probabilities and the final decision (for audits)."""
+    """Per test image: labels, every model's probability and the final decision (for audits)."""
     return pd.DataFrame({
         "index": np.arange(len(test_scores)), "label": test_set["labels"], "binary": test_set["binary"],
         "p_malignant": test_scores, "predicted": (test_scores >= threshold["threshold"]).astype(int),
-        "runner_up_p_malignant": runner_up_scores,
+        **{f"p_malignant_{name}": scores for name, scores in alternative_scores.items()},
     })
 
 
@@ -103,19 +129,20 @@ def flat_metrics(threshold: dict, intervals: dict, comparison: dict, calibrated:
     for key, entry in intervals.items():
         metrics.update({f"test_{key}": entry["estimate"], f"test_{key}_low": entry["low"],
                         f"test_{key}_high": entry["high"]})
-    metrics.update({"mcnemar_p_value": comparison["p_value"], "mcnemar_b": comparison["b"],
-                    "mcnemar_c": comparison["c"], "ece": calibrated["ece"]})
+    for entry in comparison["comparisons"]:
+        metrics.update({f"mcnemar_{entry['alternative']}_{key}": entry[key] for key in ("p_value", "p_holm", "b", "c")})
+    metrics["ece"] = calibrated["ece"]
     return metrics
 
 
-def build_report(provenance: dict, checkpoint: dict, runner_up: dict, threshold: dict, intervals: dict,
+def build_report(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict,
                  comparison: dict, calibrated: dict, test_set: dict, figures: dict[str, Figure],
                  params: dict, profile: str) -> tuple[str, str]:
     """(markdown, standalone HTML) final report."""
     settings = {key: params[key] for key in ("policy", "target_recall", "n_bootstrap", "confidence", "seed",
                                              "calibration_bins", "mcnemar_exact_below")}
     evidence = {
-        "provenance": provenance, "model": checkpoint, "runner_up": runner_up, "settings": settings,
+        "provenance": provenance, "model": checkpoint, "settings": settings,
         "calibration": threshold, "intervals": intervals, "mcnemar": comparison, "ece": calibrated["ece"],
         "reference": params["reference"], "n_test": int(len(test_set["binary"])),
         "n_malignant": int(np.sum(test_set["binary"])), "profile": profile,

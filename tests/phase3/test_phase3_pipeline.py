@@ -10,6 +10,7 @@ import torch
 import yaml
 from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.runner import SequentialRunner
+from sklearn.metrics import recall_score
 
 from dermascreen.evaluation.mcnemar import holm_adjust, mcnemar_test
 from dermascreen.inference.model import CheckpointError
@@ -115,6 +116,24 @@ def test_mcnemar_compares_with_every_alternative_at_its_own_threshold_holm_corre
     assert [c["p_holm"] for c in mcnemar["comparisons"]] == pytest.approx(holm_adjust(p_values))
     metrics = json.loads((outputs / "08_reporting/phase3_metrics.json").read_text())
     assert metrics["mcnemar_phase1.tiny_1_p_holm"] == mcnemar["comparisons"][1]["p_holm"]
+
+
+def test_subtype_results_match_sklearn_on_the_saved_prediction_table(outputs):
+    predictions = pd.read_csv(outputs / "07_model_output/phase3/test_predictions.csv")
+    subtypes = json.loads((outputs / "08_reporting/phase3/subtypes.json").read_text())
+    metrics = json.loads((outputs / "08_reporting/phase3_metrics.json").read_text())
+    names = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    assert list(subtypes) == list(names)
+    for label, name in enumerate(names):
+        rows = predictions[predictions["label"] == label]
+        malignant = name in ("akiec", "bcc", "mel")
+        # recall of the malignant class on its rows; for a benign class the FPR = 1 - its specificity
+        expected = (recall_score(rows["binary"], rows["predicted"], zero_division=0) if malignant
+                    else 1.0 - recall_score(rows["binary"], rows["predicted"], pos_label=0, zero_division=0))
+        key = f"test_{'recall' if malignant else 'fpr'}_{name}"
+        assert subtypes[name]["estimate"] == pytest.approx(expected) == metrics[key]
+        assert metrics[f"{key}_low"] <= metrics[key] <= metrics[f"{key}_high"]
+    assert "Per-subtype results (test)" in (outputs / "08_reporting/final_report.md").read_text()
 
 
 def test_rerun_gives_identical_numbers(outputs, tmp_path):

@@ -99,6 +99,17 @@ def test_section(intervals: dict, settings: dict, n_test: int, n_malignant: int)
                             FigureRef("confusion"), FigureRef("roc"), FigureRef("pr")]
 
 
+def subtype_section(subtypes: dict, settings: dict) -> Section:
+    confidence = f"{100 * settings['confidence']:.0f}%"
+    text = ("What a screening user needs per lesion type, at the chosen threshold: the recall of each "
+            "malignant subtype (share of its lesions flagged malignant) and the false positive rate of "
+            f"each benign subtype (share of its lesions flagged malignant), with {confidence} bootstrap "
+            "intervals (each subtype's test lesions resampled on their own). Small subtypes have wide intervals.")
+    rows = [[name, "malignant: recall" if entry["kind"] == "recall" else "benign: false positive rate",
+             str(entry["n"]), _interval(entry)] for name, entry in subtypes.items()]
+    return "Per-subtype results (test)", [text, Table(["subtype", "measure", "n", f"estimate [{confidence} CI]"], rows)]
+
+
 def comparison_section(intervals: dict, reference: dict) -> Section:
     rows = []
     for key, value in reference.items():
@@ -132,6 +143,7 @@ def report_sections(evidence: dict) -> list[Section]:
         configuration_section(evidence["model"], evidence["settings"]),
         threshold_section(evidence["calibration"]),
         test_section(evidence["intervals"], evidence["settings"], evidence["n_test"], evidence["n_malignant"]),
+        subtype_section(evidence["subtypes"], evidence["settings"]),
         comparison_section(evidence["intervals"], evidence["reference"]),
         significance_section(evidence["mcnemar"], evidence["ece"], evidence["settings"]["calibration_bins"]),
     ]

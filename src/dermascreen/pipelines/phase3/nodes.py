@@ -7,6 +7,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from dermascreen.data.medmnist_info import MALIGNANT, class_names
 from dermascreen.evaluation import bootstrap, calibration, mcnemar, plots, report, thresholds
 from dermascreen.inference.model import model_from_checkpoint, state_dict_fingerprint
 from dermascreen.training.fit import predict_proba
@@ -41,6 +42,12 @@ def evaluate_on_test(test_set: dict, test_scores: np.ndarray, threshold: dict, p
     """Every test metric at the calibrated threshold with its stratified bootstrap interval."""
     return bootstrap.bootstrap_intervals(test_set["binary"], test_scores, threshold["threshold"],
                                          params["n_bootstrap"], params["seed"], params["confidence"])
+
+
+def subtype_results(test_set: dict, test_scores: np.ndarray, threshold: dict, params: dict) -> dict:
+    """Recall per malignant subtype and false positive rate per benign subtype on test, with intervals."""
+    return bootstrap.subtype_intervals(test_set["labels"], test_scores, threshold["threshold"], class_names(),
+                                       MALIGNANT, params["n_bootstrap"], params["seed"], params["confidence"])
 
 
 def alternatives(phase2_alternatives: dict[str, dict], phase1_best_model: dict) -> dict[str, dict]:
@@ -121,7 +128,7 @@ def figure_files(figures: dict[str, Figure]) -> tuple[Figure, ...]:
     return tuple(figures[name] for name in FIGURES)
 
 
-def flat_metrics(threshold: dict, intervals: dict, comparison: dict, calibrated: dict) -> dict:
+def flat_metrics(threshold: dict, intervals: dict, subtypes: dict, comparison: dict, calibrated: dict) -> dict:
     """Flat numeric keys for ``dvc metrics``: test estimates and interval bounds, validation point."""
     metrics = {"threshold": threshold["threshold"]}
     chosen = threshold["operating_points"][threshold["policy"]]
@@ -129,13 +136,16 @@ def flat_metrics(threshold: dict, intervals: dict, comparison: dict, calibrated:
     for key, entry in intervals.items():
         metrics.update({f"test_{key}": entry["estimate"], f"test_{key}_low": entry["low"],
                         f"test_{key}_high": entry["high"]})
+    for name, entry in subtypes.items():  # test_recall_mel, test_fpr_nv, ... with bounds
+        key = f"test_{entry['kind']}_{name}"
+        metrics.update({key: entry["estimate"], f"{key}_low": entry["low"], f"{key}_high": entry["high"]})
     for entry in comparison["comparisons"]:
         metrics.update({f"mcnemar_{entry['alternative']}_{key}": entry[key] for key in ("p_value", "p_holm", "b", "c")})
     metrics["ece"] = calibrated["ece"]
     return metrics
 
 
-def build_report(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict,
+def build_report(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict, subtypes: dict,
                  comparison: dict, calibrated: dict, test_set: dict, figures: dict[str, Figure],
                  params: dict, profile: str) -> tuple[str, str]:
     """(markdown, standalone HTML) final report."""
@@ -143,7 +153,7 @@ def build_report(provenance: dict, checkpoint: dict, threshold: dict, intervals:
                                              "calibration_bins", "mcnemar_exact_below")}
     evidence = {
         "provenance": provenance, "model": checkpoint, "settings": settings,
-        "calibration": threshold, "intervals": intervals, "mcnemar": comparison, "ece": calibrated["ece"],
+        "calibration": threshold, "intervals": intervals, "subtypes": subtypes, "mcnemar": comparison, "ece": calibrated["ece"],
         "reference": params["reference"], "n_test": int(len(test_set["binary"])),
         "n_malignant": int(np.sum(test_set["binary"])), "profile": profile,
     }

@@ -35,7 +35,10 @@ def evidence():
              **mcnemar_test(y, (p >= 0.5).astype(int), (p >= 0.4).astype(int))}]},
         "subtypes": {"mel": {"kind": "recall", "n": 20, "estimate": 0.85, "low": 0.7, "high": 1.0},
                      "nv": {"kind": "fpr", "n": 150, "estimate": 0.3, "low": 0.25, "high": 0.36}},
-        "ece": 0.0421, "reference": REFERENCE, "n_test": 200, "n_malignant": int(y.sum()), "profile": "quick",
+        "calibrated": {"calibrator": {"method": "temperature", "temperature": 1.7},
+                       **{f"{split}_{stage}": {"ece": ece} for split, stage, ece in (
+                           ("val", "uncalibrated", 0.21), ("val", "calibrated", 0.031),
+                           ("test", "uncalibrated", 0.2), ("test", "calibrated", 0.0421))}}, "reference": REFERENCE, "n_test": 200, "n_malignant": int(y.sum()), "profile": "quick",
     }
 
 
@@ -57,7 +60,8 @@ def test_markdown_states_every_required_fact(evidence):
                  "target_recall (chosen)", "youden", "1000 stratified", "91.58%", "37.95%", "63.60%", "87.70%",
                  "McNemar", evidence["mcnemar"]["comparisons"][0]["method"], "phase1.CNN_v1_W5", "p (Holm)",
                  "Per-subtype results (test)", "| mel | malignant: recall | 20 | 85.00% [70.00%, 100.00%] |",
-                 "| nv | benign: false positive rate | 150 | 30.00% [25.00%, 36.00%] |", "0.0421", "(phase3/roc.png)", "profile `quick`"):
+                 "| nv | benign: false positive rate | 150 | 30.00% [25.00%, 36.00%] |", "0.0421", "temperature scaling (T = 1.7000)", "validation 0.2100 -> 0.0310",
+                 "test 0.2000 -> 0.0421", "(phase3/roc.png)", "profile `quick`"):
         assert fact in text, fact
     recall = evidence["intervals"]["recall"]
     assert f"{100 * recall['low']:.2f}%, {100 * recall['high']:.2f}%" in text

@@ -12,6 +12,7 @@ from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.runner import SequentialRunner
 from sklearn.metrics import recall_score
 
+from dermascreen.evaluation.calibration import apply_calibrator
 from dermascreen.evaluation.mcnemar import holm_adjust, mcnemar_test
 from dermascreen.inference.model import CheckpointError
 from dermascreen.models import build_model
@@ -134,6 +135,25 @@ def test_subtype_results_match_sklearn_on_the_saved_prediction_table(outputs):
         assert subtypes[name]["estimate"] == pytest.approx(expected) == metrics[key]
         assert metrics[f"{key}_low"] <= metrics[key] <= metrics[f"{key}_high"]
     assert "Per-subtype results (test)" in (outputs / "08_reporting/final_report.md").read_text()
+
+
+def test_threshold_is_on_calibrated_scores_and_the_export_holds_calibrator_and_threshold(outputs):
+    calibrator = json.loads((outputs / "07_model_output/phase3/calibrator.json").read_text())
+    threshold = json.loads((outputs / "07_model_output/phase3/threshold.json").read_text())
+    exported = torch.load(outputs / "06_models/phase3/final.pt", weights_only=True)
+    assert calibrator["method"] == "temperature" and calibrator["temperature"] > 0
+    assert exported["calibration"] == calibrator and exported["operating_point"]["threshold"] == threshold["threshold"]
+    assert exported["run"] == "tiny_0" and "state_dict" in exported
+    predictions = pd.read_csv(outputs / "07_model_output/phase3/test_predictions.csv")
+    assert predictions["p_malignant"].to_numpy() == pytest.approx(
+        apply_calibrator(calibrator, predictions["p_malignant_uncalibrated"].to_numpy()))
+    assert ((predictions["p_malignant"] >= threshold["threshold"]).astype(int) == predictions["predicted"]).all()
+    summary = json.loads((outputs / "08_reporting/phase3/calibration.json").read_text())
+    metrics = json.loads((outputs / "08_reporting/phase3_metrics.json").read_text())
+    assert metrics["ece"] == summary["test_calibrated"]["ece"]
+    assert metrics["ece_uncalibrated"] == summary["test_uncalibrated"]["ece"]
+    assert metrics["temperature"] == calibrator["temperature"]
+    assert "temperature scaling (T = " in (outputs / "08_reporting/final_report.md").read_text()
 
 
 def test_rerun_gives_identical_numbers(outputs, tmp_path):

@@ -22,7 +22,7 @@ FIGURE_CAPTIONS = {
     "confusion": "Test confusion matrix at the chosen threshold.",
     "roc": "Test ROC curve, chosen operating point marked.",
     "pr": "Test precision-recall curve, chosen operating point marked.",
-    "reliability": "Reliability diagram of p(malignant) on test.",
+    "reliability": "Reliability diagram of p(malignant) on test, before and after calibration.",
 }
 
 
@@ -123,7 +123,18 @@ def comparison_section(intervals: dict, reference: dict) -> Section:
         text, Table(["metric", "this model", "reference", "difference", "reference inside CI"], rows)]
 
 
-def significance_section(mcnemar: dict, ece: float, n_bins: int) -> Section:
+def calibration_text(calibrated: dict, n_bins: int) -> str:
+    calibrator = calibrated["calibrator"]
+    how = {"temperature": f"temperature scaling (T = {calibrator.get('temperature', float('nan')):.4f})",
+           "isotonic": "isotonic regression", "none": "no recalibration"}[calibrator["method"]]
+    return (f"Calibration of p(malignant): {how}, fitted on validation; the threshold is chosen on the "
+            f"calibrated validation probabilities and the exported model applies the same map. Expected "
+            f"calibration error ({n_bins} equal-width bins), before -> after: validation "
+            f"{calibrated['val_uncalibrated']['ece']:.4f} -> {calibrated['val_calibrated']['ece']:.4f}, test "
+            f"{calibrated['test_uncalibrated']['ece']:.4f} -> {calibrated['test_calibrated']['ece']:.4f}.")
+
+
+def significance_section(mcnemar: dict, calibrated: dict, n_bins: int) -> Section:
     test = ("McNemar's test on test decisions, the final model against each real alternative (phase2's "
             "other finalists, i.e. runs that passed the validation guard, and the phase1 winner it was "
             "fine-tuned from), each model at its own validation threshold. b: only the final model right, "
@@ -131,9 +142,8 @@ def significance_section(mcnemar: dict, ece: float, n_bins: int) -> Section:
     rows = [[c["alternative"], f"{c['threshold']:.4f}", str(c["b"]), str(c["c"]), c["method"],
              f"{c['statistic']:.3f}", f"{c['p_value']:.4g}", f"{c['p_holm']:.4g}"] for c in mcnemar["comparisons"]]
     table = Table(["alternative", "its threshold", "b", "c", "method", "statistic", "p", "p (Holm)"], rows)
-    calibration = (f"Calibration of p(malignant) on test: expected calibration error {ece:.4f} "
-                   f"({n_bins} equal-width bins).")
-    return "Model comparison and calibration", [test, table, calibration, FigureRef("reliability")]
+    return "Model comparison and calibration", [test, table, calibration_text(calibrated, n_bins),
+                                                FigureRef("reliability")]
 
 
 def report_sections(evidence: dict) -> list[Section]:
@@ -145,7 +155,7 @@ def report_sections(evidence: dict) -> list[Section]:
         test_section(evidence["intervals"], evidence["settings"], evidence["n_test"], evidence["n_malignant"]),
         subtype_section(evidence["subtypes"], evidence["settings"]),
         comparison_section(evidence["intervals"], evidence["reference"]),
-        significance_section(evidence["mcnemar"], evidence["ece"], evidence["settings"]["calibration_bins"]),
+        significance_section(evidence["mcnemar"], evidence["calibrated"], evidence["settings"]["calibration_bins"]),
     ]
 
 

@@ -86,9 +86,35 @@ def compare_with_alternatives(test_set: dict, test_scores: np.ndarray, threshold
     return {"correction": "holm", "final_run": threshold.get("model_run"), "comparisons": comparisons}
 
 
-def calibration_summary(test_set: dict, test_scores: np.ndarray, params: dict) -> dict:
-    bins = calibration.reliability_bins(test_set["binary"], test_scores, params["calibration_bins"])
-    return {"ece": calibration.expected_calibration_error(bins), "bins": bins.to_dict(orient="list")}
+def fit_calibration(val_set: dict, val_raw_scores: np.ndarray, params: dict) -> dict:
+    """The ``params["calibration"]`` calibrator (temperature, isotonic or none), fitted on validation."""
+    return calibration.fit_calibrator(val_set["binary"], val_raw_scores, params["calibration"])
+
+
+def apply_calibration(calibrator: dict, raw_scores: np.ndarray) -> np.ndarray:
+    return calibration.apply_calibrator(calibrator, raw_scores)
+
+
+def calibration_summary(val_set: dict, val_raw: np.ndarray, val_calibrated: np.ndarray, test_set: dict,
+                        test_raw: np.ndarray, test_calibrated: np.ndarray, calibrator: dict, params: dict) -> dict:
+    """ECE and reliability bins before and after calibration, on validation (where it was fitted)
+    and on test; ``ece`` is the calibrated test ECE."""
+    summary = {"calibrator": calibrator}
+    for split, y, raw, calibrated in (("val", val_set["binary"], val_raw, val_calibrated),
+                                      ("test", test_set["binary"], test_raw, test_calibrated)):
+        for stage, scores in (("uncalibrated", raw), ("calibrated", calibrated)):
+            bins = calibration.reliability_bins(y, scores, params["calibration_bins"])
+            summary[f"{split}_{stage}"] = {"ece": calibration.expected_calibration_error(bins),
+                                           "bins": bins.to_dict(orient="list")}
+    summary["ece"] = summary["test_calibrated"]["ece"]
+    return summary
+
+
+def export_final_model(checkpoint: dict, threshold: dict, calibrator: dict) -> dict:
+    """The model ``dermascreen-predict`` uses: the phase2 checkpoint plus its calibrator and the
+    operating threshold (on calibrated probabilities), so the file holds everything it needs."""
+    return {**checkpoint, "calibration": calibrator,
+            "operating_point": {key: threshold[key] for key in ("threshold", "policy", "target_recall", "reason")}}
 
 
 def curve_data(test_set: dict, test_scores: np.ndarray, threshold: dict) -> tuple[pd.DataFrame, ...]:
@@ -98,12 +124,14 @@ def curve_data(test_set: dict, test_scores: np.ndarray, threshold: dict) -> tupl
             plots.confusion_table(y_true, test_scores, threshold["threshold"]))
 
 
-def prediction_table(test_set: dict, test_scores: np.ndarray, alternative_scores: dict[str, np.ndarray],
-                     threshold: dict) -> pd.DataFrame:
-    """Per test image: labels, every model's probability and the final decision (for audits)."""
+def prediction_table(test_set: dict, test_scores: np.ndarray, test_raw_scores: np.ndarray,
+                     alternative_scores: dict[str, np.ndarray], threshold: dict) -> pd.DataFrame:
+    """Per test image: labels, the final model's calibrated and raw probability, its decision, and
+    every alternative's raw probability (for audits)."""
     return pd.DataFrame({
         "index": np.arange(len(test_scores)), "label": test_set["labels"], "binary": test_set["binary"],
         "p_malignant": test_scores, "predicted": (test_scores >= threshold["threshold"]).astype(int),
+        "p_malignant_uncalibrated": test_raw_scores,
         **{f"p_malignant_{name}": scores for name, scores in alternative_scores.items()},
     })
 
@@ -113,13 +141,16 @@ def make_figures(sweep: pd.DataFrame, roc: pd.DataFrame, pr: pd.DataFrame, test_
     """``{name: figure}`` for the names in ``FIGURES``."""
     point = {key: entry["estimate"] for key, entry in intervals.items()}
     cut = threshold["threshold"]
-    bins = pd.DataFrame(calibrated["bins"])
+    curves = {}
+    for stage in ("uncalibrated", "calibrated"):
+        entry = calibrated[f"test_{stage}"]
+        curves[f"{stage} (ECE {entry['ece']:.3f})"] = pd.DataFrame(entry["bins"])
     return {
         "threshold_sweep": plots.threshold_sweep_figure(sweep, cut, threshold["policy"]),
         "confusion": plots.confusion_figure(point, cut),
         "roc": plots.roc_figure(roc, point, cut),
         "pr": plots.pr_figure(pr, point, cut, float(np.mean(test_set["binary"]))),
-        "reliability": plots.reliability_figure(bins, calibrated["ece"]),
+        "reliability": plots.reliability_figure(curves),
     }
 
 
@@ -141,7 +172,11 @@ def flat_metrics(threshold: dict, intervals: dict, subtypes: dict, comparison: d
         metrics.update({key: entry["estimate"], f"{key}_low": entry["low"], f"{key}_high": entry["high"]})
     for entry in comparison["comparisons"]:
         metrics.update({f"mcnemar_{entry['alternative']}_{key}": entry[key] for key in ("p_value", "p_holm", "b", "c")})
-    metrics["ece"] = calibrated["ece"]
+    metrics.update({"ece": calibrated["ece"], "ece_uncalibrated": calibrated["test_uncalibrated"]["ece"],
+                    "val_ece": calibrated["val_calibrated"]["ece"],
+                    "val_ece_uncalibrated": calibrated["val_uncalibrated"]["ece"]})
+    if calibrated["calibrator"]["method"] == "temperature":
+        metrics["temperature"] = calibrated["calibrator"]["temperature"]
     return metrics
 
 
@@ -150,10 +185,10 @@ def build_report(provenance: dict, checkpoint: dict, threshold: dict, intervals:
                  params: dict, profile: str) -> tuple[str, str]:
     """(markdown, standalone HTML) final report."""
     settings = {key: params[key] for key in ("policy", "target_recall", "n_bootstrap", "confidence", "seed",
-                                             "calibration_bins", "mcnemar_exact_below")}
+                                             "calibration", "calibration_bins", "mcnemar_exact_below")}
     evidence = {
         "provenance": provenance, "model": checkpoint, "settings": settings,
-        "calibration": threshold, "intervals": intervals, "subtypes": subtypes, "mcnemar": comparison, "ece": calibrated["ece"],
+        "calibration": threshold, "intervals": intervals, "subtypes": subtypes, "mcnemar": comparison, "calibrated": calibrated,
         "reference": params["reference"], "n_test": int(len(test_set["binary"])),
         "n_malignant": int(np.sum(test_set["binary"])), "profile": profile,
     }

@@ -13,12 +13,16 @@ from kedro.runner import SequentialRunner
 from sklearn.metrics import recall_score
 
 from dermascreen.evaluation.calibration import apply_calibrator
+from dermascreen.evaluation.model_card import CARD_SECTIONS
 from dermascreen.evaluation.mcnemar import holm_adjust, mcnemar_test
 from dermascreen.inference.model import CheckpointError
 from dermascreen.models import build_model
 from dermascreen.pipelines.phase3 import create_pipeline
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+REPORT_SECTIONS = ["Data provenance", "Configuration", "Decision threshold", "Test results",
+                   "Per-subtype results (test)", "Comparison with the seed's reference",
+                   "Model comparison and calibration"]
 TINY = {"arch": "cnn", "filters": 8, "depth": 2, "dropout": 0.1, "dense": 16, "num_classes": 2, "weights": "none"}
 NORMALIZATION = {"mean": [0.76, 0.54, 0.56], "std": [0.14, 0.15, 0.17]}
 PROVENANCE = {"path": "data/01_raw/dermamnist_28.npz", "size": 28, "md5": "f" * 32, "official": False,
@@ -156,10 +160,24 @@ def test_threshold_is_on_calibrated_scores_and_the_export_holds_calibrator_and_t
     assert "temperature scaling (T = " in (outputs / "08_reporting/final_report.md").read_text()
 
 
+def test_model_card_and_report_contain_every_section(outputs):
+    card = (outputs / "08_reporting/model_card.md").read_text()
+    headings = [line.removeprefix("## ") for line in card.splitlines() if line.startswith("## ")]
+    assert headings == list(CARD_SECTIONS)
+    for fact in ("28x28", "NON-OFFICIAL copy", "split by image, not by patient", "light skin", "tiny_0",
+                 "| mel | recall |", "| nv | false positive rate |", "temperature", "training seed 0",
+                 "--env tiny"):
+        assert fact in card, fact
+    report_md = (outputs / "08_reporting/final_report.md").read_text()
+    report_headings = [line.removeprefix("## ") for line in report_md.splitlines() if line.startswith("## ")]
+    assert report_headings == REPORT_SECTIONS
+
+
 def test_rerun_gives_identical_numbers(outputs, tmp_path):
     run(tmp_path)
     for name in ("08_reporting/phase3_metrics.json", "07_model_output/phase3/threshold.json",
-                 "08_reporting/phase3/test_intervals.json", "08_reporting/final_report.md"):
+                 "08_reporting/phase3/test_intervals.json", "08_reporting/final_report.md",
+                 "08_reporting/model_card.md"):
         assert (tmp_path / "data" / name).read_text() == (outputs / name).read_text(), name
 
 

@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from dermascreen.data.medmnist_info import MALIGNANT, class_names
-from dermascreen.evaluation import bootstrap, calibration, mcnemar, plots, report, thresholds
+from dermascreen.evaluation import bootstrap, calibration, mcnemar, model_card, plots, report, thresholds
 from dermascreen.inference.model import model_from_checkpoint, state_dict_fingerprint
 from dermascreen.training.fit import predict_proba
 
@@ -184,14 +184,28 @@ def build_report(provenance: dict, checkpoint: dict, threshold: dict, intervals:
                  comparison: dict, calibrated: dict, test_set: dict, figures: dict[str, Figure],
                  params: dict, profile: str) -> tuple[str, str]:
     """(markdown, standalone HTML) final report."""
-    settings = {key: params[key] for key in ("policy", "target_recall", "n_bootstrap", "confidence", "seed",
-                                             "calibration", "calibration_bins", "mcnemar_exact_below")}
-    evidence = {
-        "provenance": provenance, "model": checkpoint, "settings": settings,
-        "calibration": threshold, "intervals": intervals, "subtypes": subtypes, "mcnemar": comparison, "calibrated": calibrated,
-        "reference": params["reference"], "n_test": int(len(test_set["binary"])),
-        "n_malignant": int(np.sum(test_set["binary"])), "profile": profile,
-    }
+    evidence = _evidence(provenance, checkpoint, threshold, intervals, subtypes, comparison, calibrated, test_set,
+                         params, profile)
     sections = report.report_sections(evidence)
     return (report.render_markdown(REPORT_TITLE, sections, params["figure_paths"]),
             report.render_html(REPORT_TITLE, sections, figures))
+
+
+def build_model_card(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict, subtypes: dict,
+                     comparison: dict, calibrated: dict, test_set: dict, params: dict, profile: str) -> str:
+    """``model_card.md``, written next to the report (sections: ``model_card.CARD_SECTIONS``)."""
+    evidence = _evidence(provenance, checkpoint, threshold, intervals, subtypes, comparison, calibrated, test_set,
+                         params, profile)
+    return report.render_markdown(model_card.CARD_TITLE, model_card.card_sections(evidence), {})
+
+
+def _evidence(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict, subtypes: dict,
+              comparison: dict, calibrated: dict, test_set: dict, params: dict, profile: str) -> dict:
+    settings = {key: params[key] for key in ("policy", "target_recall", "n_bootstrap", "confidence", "seed",
+                                             "calibration", "calibration_bins", "mcnemar_exact_below")}
+    return {
+        "provenance": provenance, "model": checkpoint, "settings": settings,
+        "calibration": threshold, "intervals": intervals, "subtypes": subtypes, "mcnemar": comparison,
+        "calibrated": calibrated, "reference": params["reference"], "n_test": int(len(test_set["binary"])),
+        "n_malignant": int(np.sum(test_set["binary"])), "profile": profile,
+    }

@@ -64,4 +64,8 @@ def create_pipeline(**kwargs) -> Pipeline:
               "phase3_figures", P,
               "params:profile"],
              ["final_report_md", "final_report_html"], name="build_report"),
+        node(nodes.build_model_card,
+             ["data_provenance", "phase2_best_model", "phase3_threshold", "phase3_intervals", "phase3_subtypes",
+              "phase3_mcnemar", "phase3_calibration", "test_set", P, "params:profile"],
+             "model_card_md", name="build_model_card"),
     ])

@@ -29,7 +29,6 @@ from ignite.engine import Events
 
 from dermascreen.data.labels import class_weights, to_binary
 from dermascreen.evaluation.metrics import binary_metrics
-from dermascreen.evaluation.thresholds import calibrate_threshold
 from dermascreen.io import atomic_write
 from dermascreen.models import build_model
 from dermascreen.training.augment import BatchAugment
@@ -104,13 +103,20 @@ def pick(scores: dict, y: np.ndarray, rows: np.ndarray, criterion: str, min_spec
     return best
 
 
+def target_recall_threshold(y: np.ndarray, p: np.ndarray, target: float) -> float:
+    """phase3's ``target_recall`` policy (the highest threshold whose recall reaches ``target``), directly:
+    the k-th highest malignant score, k = ceil(target x malignant count)."""
+    positives = np.sort(p[y == 1])[::-1]
+    return float(positives[int(np.ceil(target * len(positives) - 1e-9)) - 1])
+
+
 def analyse(args: argparse.Namespace) -> None:
     data = np.load(args.scores)
     y = data["y_val"]
     scores = {run: data[run] for run in ("W0", "W3", "W5")}
     rng = np.random.default_rng(args.seed)
-    results = {c: {"auc_B": [], "spec_B": [], "recall_B": [], "picks": []} for c in CRITERIA}
-    per_run = {c: {"auc_B": [], "spec_B": [], "recall_B": []} for c in CRITERIA}  # epoch pick within each run
+    results = {c: {"auc_B": [], "spec_at_recall_B": [], "spec_B": [], "recall_B": [], "picks": []} for c in CRITERIA}
+    per_run = {c: {"auc_B": [], "spec_at_recall_B": [], "spec_B": [], "recall_B": []} for c in CRITERIA}  # epoch pick within each run
     for _ in range(args.splits):
         a = np.concatenate([rng.permutation(np.flatnonzero(y == k))[: int(np.sum(y == k)) // 2] for k in (0, 1)])
         b = np.setdiff1d(np.arange(len(y)), a)
@@ -121,10 +127,11 @@ def analyse(args: argparse.Namespace) -> None:
                 if chosen is None:
                     continue
                 p = subset[chosen[0]][chosen[1]]
-                threshold = calibrate_threshold(y[a], p[a], "target_recall", args.target_recall)["threshold"]
-                on_b = binary_metrics(y[b], p[b], threshold)
+                threshold = target_recall_threshold(y[a], p[a], args.target_recall)
+                on_b = binary_metrics(y[b], p[b], threshold, target_recall=args.target_recall)
                 out = target if target is not None else per_run[criterion]
                 out["auc_B"].append(on_b["roc_auc"])
+                out["spec_at_recall_B"].append(on_b["spec_at_recall"])
                 out["spec_B"].append(on_b["specificity"])
                 out["recall_B"].append(on_b["recall"])
                 if target is not None:
@@ -140,15 +147,19 @@ def analyse(args: argparse.Namespace) -> None:
             "grid_picks": {p: int(c) for p, c in sorted(zip(picks, counts), key=lambda t: -t[1])[:5]},
             "epoch_within_run": {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in runs.items()},
         }
-    diff = np.asarray(results["spec_at_recall"]["auc_B"]) - np.asarray(results["recall"]["auc_B"])
-    summary["auc_B_difference_spec_at_recall_minus_recall"] = {
-        "mean": float(diff.mean()), "share_positive": float(np.mean(diff > 0)), "share_negative": float(np.mean(diff < 0))}
-    diff = np.asarray(results["spec_at_recall"]["spec_B"]) - np.asarray(results["recall"]["spec_B"])
-    summary["spec_B_difference_spec_at_recall_minus_recall"] = {
-        "mean": float(diff.mean()), "share_positive": float(np.mean(diff > 0)), "share_negative": float(np.mean(diff < 0))}
+    for key in ("auc_B", "spec_at_recall_B", "spec_B", "recall_B"):  # paired over the same splits
+        diff = np.asarray(results["spec_at_recall"][key]) - np.asarray(results["recall"][key])
+        summary[f"{key}_difference_spec_at_recall_minus_recall"] = {
+            "mean": float(diff.mean()), "share_positive": float(np.mean(diff > 0)),
+            "share_negative": float(np.mean(diff < 0))}
     with atomic_write(args.out, suffix=".json") as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    for criterion in CRITERIA:
+        grid = summary[criterion]["grid"]
+        print(f"{criterion:>15}: " + ", ".join(f"{k} {v['mean']:.4f} +- {v['std']:.4f}" for k, v in grid.items()))
+    for key in ("auc_B", "spec_at_recall_B", "spec_B", "recall_B"):
+        d = summary[f"{key}_difference_spec_at_recall_minus_recall"]
+        print(f"{key} difference {d['mean']:+.4f} (positive in {d['share_positive']:.1%}, negative in {d['share_negative']:.1%})")
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def plot_learning_curve(history: pd.DataFrame, summary: dict) -> plt.Figure:
     for column in ("train_loss", "val_loss"):
         if column in history:
             ax_loss.plot(epochs, history[column], label=column)
-    for column in ("val_recall", "val_specificity", "val_roc_auc"):
+    for column in ("val_recall", "val_specificity", "val_spec_at_recall", "val_roc_auc"):
         if column in history:
             ax_metric.plot(epochs, history[column], label=column.removeprefix("val_"))
     for ax in (ax_loss, ax_metric):

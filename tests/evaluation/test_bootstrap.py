@@ -31,7 +31,7 @@ def test_intervals_are_reproducible_from_the_seed(scored):
 def test_every_metric_and_count_has_an_interval_covering_its_estimate(scored):
     y, p = scored
     intervals = bootstrap_intervals(y, p, 0.5, n_resamples=1000, seed=0)
-    expected = {"accuracy", "precision", "recall", "specificity", "f1", "f2", "roc_auc", "pr_auc",
+    expected = {"accuracy", "precision", "recall", "specificity", "f1", "f2", "roc_auc", "pr_auc", "spec_at_recall",
                 "tn", "fp", "fn", "tp", "tpr", "fnr", "tnr", "fpr"}
     assert set(intervals) == expected
     for key, entry in intervals.items():
@@ -54,3 +54,34 @@ def test_bad_arguments_are_errors(scored):
         bootstrap_intervals(y, p, 0.5, n_resamples=0)
     with pytest.raises(ValueError, match="confidence"):
         bootstrap_intervals(y, p, 0.5, confidence=95)
+
+
+def test_subtype_shares_are_sklearns_recall_and_false_positive_rate():
+    from sklearn.metrics import confusion_matrix, recall_score
+
+    from dermascreen.evaluation.bootstrap import subtype_intervals
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 7, 400)
+    labels[labels == 3] = 5  # class 3 absent: left out
+    binary = np.isin(labels, [0, 1, 4]).astype(int)
+    p = np.clip(0.3 * binary + rng.random(400) * 0.7, 0, 1)
+    names = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    got = subtype_intervals(labels, p, 0.5, names, frozenset({"akiec", "bcc", "mel"}), 300, seed=1)
+
+    predicted = (p >= 0.5).astype(int)
+    assert list(got) == ["akiec", "bcc", "bkl", "mel", "nv", "vasc"]
+    for label, name in enumerate(names):
+        if name not in got:
+            continue
+        rows = labels == label
+        if name in ("akiec", "bcc", "mel"):
+            expected = recall_score(binary[rows], predicted[rows], zero_division=0)
+        else:
+            tn, fp = confusion_matrix(binary[rows], predicted[rows], labels=[0, 1]).ravel()[:2]
+            expected = fp / (fp + tn)
+        entry = got[name]
+        assert (entry["kind"], entry["n"]) == ("recall" if binary[rows][0] else "fpr", rows.sum())
+        assert entry["estimate"] == pytest.approx(expected)
+        assert entry["low"] <= entry["estimate"] <= entry["high"] and entry["high"] - entry["low"] > 0
+    assert subtype_intervals(labels, p, 0.5, names, frozenset({"mel"}), 300, seed=1) != got

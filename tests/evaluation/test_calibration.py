@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dermascreen.evaluation.calibration import expected_calibration_error, reliability_bins
+from dermascreen.evaluation.calibration import (apply_calibrator, expected_calibration_error, fit_calibrator,
+                                                reliability_bins)
 
 
 def test_exactly_calibrated_bins_have_zero_ece():
@@ -37,3 +38,34 @@ def test_one_falls_in_the_last_bin_and_empty_bins_are_nan():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in shape"):
         reliability_bins(np.ones(3), np.ones(4))
+
+
+def _miscalibrated(seed: int, n: int = 4000):
+    """Labels drawn from true probabilities q; the model reports an overconfident p = sigmoid(3 logit q)."""
+    rng = np.random.default_rng(seed)
+    q = rng.uniform(0.02, 0.98, n)
+    y = (rng.random(n) < q).astype(int)
+    logit_q = np.log(q / (1 - q))
+    return y, 1 / (1 + np.exp(-3 * logit_q))
+
+
+@pytest.mark.parametrize("method", ["temperature", "isotonic"])
+def test_calibration_fitted_on_one_set_lowers_ece_on_another(method):
+    y_fit, p_fit = _miscalibrated(0)
+    y_new, p_new = _miscalibrated(1)
+    calibrator = fit_calibrator(y_fit, p_fit, method)
+    before = expected_calibration_error(reliability_bins(y_new, p_new))
+    after = expected_calibration_error(reliability_bins(y_new, apply_calibrator(calibrator, p_new)))
+    assert before > 0.1 and after < 0.03 and after < before / 4
+    if method == "temperature":
+        assert calibrator["temperature"] == pytest.approx(3.0, rel=0.1)  # undoes the 3x logit
+
+
+def test_calibrators_are_monotone_and_none_is_the_identity():
+    y, p = _miscalibrated(2, 500)
+    grid = np.linspace(0, 1, 101)
+    for method in ("temperature", "isotonic"):
+        assert np.all(np.diff(apply_calibrator(fit_calibrator(y, p, method), grid)) >= 0)
+    assert np.array_equal(apply_calibrator(fit_calibrator(y, p, "none"), grid), grid)
+    with pytest.raises(ValueError, match="calibration method 'platt' unknown"):
+        fit_calibrator(y, p, "platt")

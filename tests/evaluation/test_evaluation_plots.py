@@ -45,5 +45,5 @@ def test_figures_mark_the_chosen_operating_point():
     sweep = plots.threshold_sweep_figure(sweep_table(Y, P, np.linspace(0, 1, 11)), 0.5, "default")
     assert [line.get_label() for line in sweep.axes[0].lines][:3] == ["recall", "precision", "specificity"]
     bins = reliability_bins(Y, P, 5)
-    for figure in (plots.confusion_figure(metrics, 0.5), plots.reliability_figure(bins, 0.1)):
+    for figure in (plots.confusion_figure(metrics, 0.5), plots.reliability_figure({"before": bins, "after": bins})):
         assert isinstance(figure, Figure) and len(figure.axes) >= 1

@@ -26,13 +26,20 @@ def evidence():
              "class_weights": [1.0, 3.0], "normalization": {"mean": [0.7, 0.5, 0.5], "std": [0.1, 0.2, 0.2]},
              "hardware": {"device": "cuda", "device_name": "NVIDIA H200", "precision": "bf16"}}
     return {
-        "provenance": PROVENANCE, "model": model, "runner_up": {"run": "CNN_v2", "config": {"arch": "cnn"}},
+        "provenance": PROVENANCE, "model": model,
         "settings": {"policy": "target_recall", "target_recall": 0.9, "n_bootstrap": 1000, "confidence": 0.95,
                      "seed": 1, "calibration_bins": 10, "mcnemar_exact_below": 25},
         "calibration": calibration,
         "intervals": bootstrap_intervals(y, p, calibration["threshold"], 1000, seed=1),
-        "mcnemar": mcnemar_test(y, (p >= 0.5).astype(int), (p >= 0.4).astype(int)),
-        "ece": 0.0421, "reference": REFERENCE, "n_test": 200, "n_malignant": int(y.sum()), "profile": "quick",
+        "mcnemar": {"correction": "holm", "comparisons": [
+            {"alternative": "phase1.CNN_v1_W5", "threshold": 0.4, "p_holm": 0.5,
+             **mcnemar_test(y, (p >= 0.5).astype(int), (p >= 0.4).astype(int))}]},
+        "subtypes": {"mel": {"kind": "recall", "n": 20, "estimate": 0.85, "low": 0.7, "high": 1.0},
+                     "nv": {"kind": "fpr", "n": 150, "estimate": 0.3, "low": 0.25, "high": 0.36}},
+        "calibrated": {"calibrator": {"method": "temperature", "temperature": 1.7},
+                       **{f"{split}_{stage}": {"ece": ece} for split, stage, ece in (
+                           ("val", "uncalibrated", 0.21), ("val", "calibrated", 0.031),
+                           ("test", "uncalibrated", 0.2), ("test", "calibrated", 0.0421))}}, "reference": REFERENCE, "n_test": 200, "n_malignant": int(y.sum()), "profile": "quick",
     }
 
 
@@ -52,8 +59,11 @@ def test_markdown_states_every_required_fact(evidence):
     for fact in ("NON-OFFICIAL", PROVENANCE["md5"], PROVENANCE["official_md5"], "CNN_v1_W3", '"filters": 8',
                  '"lr": 0.001', f"**{threshold:.4f}**", "highest threshold whose validation recall reaches 0.90",
                  "target_recall (chosen)", "youden", "1000 stratified", "91.58%", "37.95%", "63.60%", "87.70%",
-                 "McNemar", evidence["mcnemar"]["method"], "0.0421", "(phase3/roc.png)", "profile `quick`",
-                 "trained on cuda (NVIDIA H200), bf16", "runner-up on not recorded"):
+                 "McNemar", evidence["mcnemar"]["comparisons"][0]["method"], "phase1.CNN_v1_W5", "p (Holm)",
+                 "Per-subtype results (test)", "| mel | malignant: recall | 20 | 85.00% [70.00%, 100.00%] |",
+                 "| nv | benign: false positive rate | 150 | 30.00% [25.00%, 36.00%] |", "0.0421", "temperature scaling (T = 1.7000)", "validation 0.2100 -> 0.0310",
+                 "test 0.2000 -> 0.0421", "(phase3/roc.png)", "profile `quick`",
+                 "trained on cuda (NVIDIA H200), bf16"):
         assert fact in text, fact
     recall = evidence["intervals"]["recall"]
     assert f"{100 * recall['low']:.2f}%, {100 * recall['high']:.2f}%" in text

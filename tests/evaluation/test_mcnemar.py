@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest, chi2
 
-from dermascreen.evaluation.mcnemar import chi_square_corrected, discordant_counts, exact_p_value, mcnemar_test
+from dermascreen.evaluation.mcnemar import (chi_square_corrected, discordant_counts, exact_p_value, holm_adjust,
+                                            mcnemar_test)
 
 
 @pytest.mark.parametrize("b, c", [(0, 1), (3, 9), (7, 7), (12, 0), (1, 20), (40, 25)])
@@ -43,3 +44,11 @@ def test_no_discordant_pairs_means_no_evidence():
 def test_unpaired_predictions_are_an_error():
     with pytest.raises(ValueError, match="paired predictions"):
         discordant_counts(np.ones(3), np.ones(3), np.ones(4))
+
+
+def test_holm_adjustment_by_hand():
+    # sorted 0.01, 0.02, 0.04 of m = 3: x3, x2, x1 = 0.03, 0.04, 0.04 (made non-decreasing), input order kept
+    assert holm_adjust([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm_adjust([0.3, 0.6]) == pytest.approx([0.6, 0.6])
+    assert holm_adjust([0.9, 0.8]) == [1.0, 1.0]
+    assert holm_adjust([0.2]) == [0.2]

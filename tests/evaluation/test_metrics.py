@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from dermascreen.evaluation.metrics import binary_metrics, multiclass_metrics
+from dermascreen.evaluation.metrics import binary_metrics, multiclass_metrics, specificity_at_recall
 
 
 def _binary_case(seed: int, n: int = 300, rounded: bool = False):
@@ -38,6 +38,28 @@ def test_binary_metrics_match_sklearn(seed, rounded, threshold):
     assert got["f2"] == pytest.approx(skm.fbeta_score(y, pred, beta=2, zero_division=0))
     assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
     assert got["pr_auc"] == pytest.approx(skm.average_precision_score(y, p), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("rounded", [False, True])
+@pytest.mark.parametrize("target", [0.5, 0.9, 1.0])
+def test_spec_at_recall_is_the_best_specificity_on_sklearns_roc_curve(seed, rounded, target):
+    y, p = _binary_case(seed, rounded=rounded)
+    fpr, tpr, _ = skm.roc_curve(y, p, drop_intermediate=False)
+
+    expected = float(np.max(1.0 - fpr[tpr >= target]))
+
+    assert specificity_at_recall(y, p, target) == pytest.approx(expected, abs=1e-12)
+    assert binary_metrics(y, p, target_recall=target)["spec_at_recall"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_spec_at_recall_does_not_depend_on_the_threshold_and_is_nan_without_a_class():
+    y, p = _binary_case(0)
+    assert len({binary_metrics(y, p, t)["spec_at_recall"] for t in (0.1, 0.5, 0.9)}) == 1
+    assert len({binary_metrics(y, 0.5 * p, 0.5)["spec_at_recall"], binary_metrics(y, p)["spec_at_recall"]}) == 1
+    assert math.isnan(binary_metrics(np.zeros(4, dtype=int), np.array([0.1, 0.6, 0.2, 0.9]))["spec_at_recall"])
+    with pytest.raises(ValueError, match="target_recall"):
+        specificity_at_recall(y, p, 0.0)
 
 
 def test_no_positive_prediction_gives_zero_precision_not_nan():

@@ -1,7 +1,5 @@
 """dermascreen-predict on a temp folder of PNG/JPEG files, one of them corrupt."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,13 +7,15 @@ import torch
 from PIL import Image
 
 from dermascreen.inference.cli import main
-from dermascreen.inference.model import CheckpointError, model_from_checkpoint, state_dict_fingerprint
+from dermascreen.evaluation.calibration import apply_calibrator
+from dermascreen.inference.model import CheckpointError, model_from_checkpoint
 from dermascreen.inference.preprocess import iter_image_files, load_image
 from dermascreen.models import build_model
 from dermascreen.training.fit import predict_proba
 
 TINY = {"arch": "cnn", "filters": 8, "depth": 2, "dropout": 0.1, "dense": 16, "num_classes": 2, "weights": "none"}
 NORMALIZATION = {"mean": [0.76, 0.54, 0.56], "std": [0.14, 0.15, 0.17]}
+CALIBRATOR = {"method": "temperature", "temperature": 0.05}  # sharpens: decisions move away from 0.5
 
 
 def tiny_checkpoint(seed: int = 0) -> dict:
@@ -27,12 +27,11 @@ def tiny_checkpoint(seed: int = 0) -> dict:
 
 @pytest.fixture
 def project(tmp_path):
-    """A model file, its threshold file and a folder: 2 PNG, 1 JPEG in a subfolder, 1 corrupt, 1 text."""
-    checkpoint = tiny_checkpoint()
-    torch.save(checkpoint, tmp_path / "model.pt")
-    threshold = {"threshold": 0.5, "policy": "default",
-                 "model_fingerprint": state_dict_fingerprint(checkpoint["state_dict"])}
-    (tmp_path / "threshold.json").write_text(json.dumps(threshold))
+    """An exported model (checkpoint, calibrator, operating threshold, as phase3 writes it) and a
+    folder: 2 PNG, 1 JPEG in a subfolder, 1 corrupt, 1 text."""
+    exported = {**tiny_checkpoint(), "calibration": CALIBRATOR,
+                "operating_point": {"threshold": 0.5, "policy": "default", "target_recall": 0.9, "reason": "test"}}
+    torch.save(exported, tmp_path / "model.pt")
     images = tmp_path / "images"
     (images / "more").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -46,7 +45,7 @@ def project(tmp_path):
 
 def _run(project, *extra):
     return main([str(project / "images"), "-o", str(project / "out.csv"), "--model", str(project / "model.pt"),
-                 "--threshold-file", str(project / "threshold.json"), *extra])
+                 *extra])
 
 
 def test_folder_is_scored_and_the_corrupt_file_skipped(project, capsys):
@@ -58,16 +57,21 @@ def test_folder_is_scored_and_the_corrupt_file_skipped(project, capsys):
     assert (ok["decision"] == np.where(ok["p_malignant"] >= 0.5, "malignant", "benign")).all()
     broken = table[table["file"].str.endswith("broken.jpg")].iloc[0]
     assert broken["status"].startswith("skipped: ") and np.isnan(broken["p_malignant"])
-    assert "3 image(s) scored, 1 skipped" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "3 image(s) scored, 1 skipped, calibration temperature, threshold 0.5000" in out.err
+    for row in ok.itertuples():  # the calibrated probability and the decision, one line per image
+        assert f"{row.file}\tp(malignant) {row.p_malignant:.4f}\t{row.decision}" in out.out.splitlines()
 
 
-def test_probabilities_are_the_models_on_the_preprocessed_image(project):
+def test_probabilities_are_the_models_calibrated_by_the_exported_calibrator(project):
     assert _run(project) == 0
     table = pd.read_csv(project / "out.csv")
     checkpoint = torch.load(project / "model.pt", weights_only=True)
     image = load_image(project / "images" / "a.png")[None]  # (1, 28, 28, 3)
-    expected = predict_proba(model_from_checkpoint(checkpoint, "model"), image, NORMALIZATION, 8, "cpu")[0, 1]
-    assert table.loc[0, "p_malignant"] == pytest.approx(expected, abs=1e-6)
+    raw = predict_proba(model_from_checkpoint(checkpoint, "model"), image, NORMALIZATION, 8, "cpu")[0, 1]
+    assert table.loc[0, "p_malignant_uncalibrated"] == pytest.approx(raw, abs=1e-6)
+    assert table.loc[0, "p_malignant"] == pytest.approx(apply_calibrator(CALIBRATOR, np.array([raw]))[0], abs=1e-6)
+    assert table.loc[0, "p_malignant"] != pytest.approx(raw, abs=1e-3)
 
 
 def test_explicit_threshold_overrides_the_calibrated_one(project):
@@ -76,11 +80,14 @@ def test_explicit_threshold_overrides_the_calibrated_one(project):
     assert (table.loc[table["status"] == "ok", "decision"] == "malignant").all()
 
 
-def test_threshold_of_another_model_is_refused(project, capsys):
-    torch.save(tiny_checkpoint(seed=1), project / "model.pt")
+def test_a_checkpoint_without_operating_threshold_needs_an_explicit_one(project, capsys):
+    torch.save(tiny_checkpoint(seed=1), project / "model.pt")  # a phase2 checkpoint, not phase3's export
     assert _run(project) == 2
-    assert "calibrated for another model" in capsys.readouterr().err
+    assert "holds no operating threshold" in capsys.readouterr().err
     assert not (project / "out.csv").exists()
+    assert _run(project, "--threshold", "0.3") == 0  # uncalibrated probabilities then
+    table = pd.read_csv(project / "out.csv")
+    assert (table["p_malignant"].dropna() == table["p_malignant_uncalibrated"].dropna()).all()
 
 
 def test_missing_model_is_a_clear_error(project, capsys):
@@ -91,7 +98,7 @@ def test_missing_model_is_a_clear_error(project, capsys):
 
 def test_no_readable_image_exits_1(tmp_path, project):
     assert main([str(project / "images" / "broken.jpg"), "-o", str(tmp_path / "o.csv"), "--model",
-                 str(project / "model.pt"), "--threshold-file", str(project / "threshold.json")]) == 1
+                 str(project / "model.pt")]) == 1
     assert pd.read_csv(tmp_path / "o.csv")["status"].str.startswith("skipped").all()
 
 

@@ -4,17 +4,25 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.runner import SequentialRunner
+from sklearn.metrics import recall_score
 
+from dermascreen.evaluation.calibration import apply_calibrator
+from dermascreen.evaluation.model_card import CARD_SECTIONS
+from dermascreen.evaluation.mcnemar import holm_adjust, mcnemar_test
 from dermascreen.inference.model import CheckpointError
 from dermascreen.models import build_model
 from dermascreen.pipelines.phase3 import create_pipeline
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+REPORT_SECTIONS = ["Data provenance", "Configuration", "Decision threshold", "Test results",
+                   "Per-subtype results (test)", "Comparison with the seed's reference",
+                   "Model comparison and calibration"]
 TINY = {"arch": "cnn", "filters": 8, "depth": 2, "dropout": 0.1, "dense": 16, "num_classes": 2, "weights": "none"}
 NORMALIZATION = {"mean": [0.76, 0.54, 0.56], "std": [0.14, 0.15, 0.17]}
 PROVENANCE = {"path": "data/01_raw/dermamnist_28.npz", "size": 28, "md5": "f" * 32, "official": False,
@@ -56,9 +64,9 @@ def catalog(root: Path, checkpoints: dict) -> DataCatalog:
     return result
 
 
-def run(root: Path, final=None, runner_up=None) -> None:
-    checkpoints = {"phase2_best_model": final or tiny_checkpoint(0),
-                   "phase1_runner_up_model": runner_up or tiny_checkpoint(1)}
+def run(root: Path, final=None) -> None:
+    checkpoints = {"phase2_best_model": final or tiny_checkpoint(0), "phase1_best_model": tiny_checkpoint(1),
+                   "phase2_alternatives": {"tiny_2": tiny_checkpoint(2)}}
     SequentialRunner().run(create_pipeline(), catalog(root, checkpoints))
 
 
@@ -95,15 +103,86 @@ def test_threshold_file_is_calibrated_on_validation_for_this_model(outputs):
     assert set(threshold["operating_points"]) == {"default", "target_recall", "max_f2", "youden"}
 
 
+def test_mcnemar_compares_with_every_alternative_at_its_own_threshold_holm_corrected(outputs):
+    mcnemar = json.loads((outputs / "08_reporting/phase3/mcnemar.json").read_text())
+    thresholds = json.loads((outputs / "07_model_output/phase3/alternative_thresholds.json").read_text())
+    names = [c["alternative"] for c in mcnemar["comparisons"]]
+    assert names == ["phase2.tiny_2", "phase1.tiny_1"] and set(thresholds) == set(names)
+    predictions = pd.read_csv(outputs / "07_model_output/phase3/test_predictions.csv")
+    binary = predictions["binary"].to_numpy()
+    final = predictions["predicted"].to_numpy()
+    p_values = []
+    for comparison in mcnemar["comparisons"]:
+        name = comparison["alternative"]
+        assert comparison["threshold"] == thresholds[name]["threshold"] and thresholds[name]["model_run"] == name.split(".")[1]
+        other = (predictions[f"p_malignant_{name}"].to_numpy() >= comparison["threshold"]).astype(int)
+        assert comparison == {**comparison, **mcnemar_test(binary, final, other)}
+        p_values.append(comparison["p_value"])
+    assert [c["p_holm"] for c in mcnemar["comparisons"]] == pytest.approx(holm_adjust(p_values))
+    metrics = json.loads((outputs / "08_reporting/phase3_metrics.json").read_text())
+    assert metrics["mcnemar_phase1.tiny_1_p_holm"] == mcnemar["comparisons"][1]["p_holm"]
+
+
+def test_subtype_results_match_sklearn_on_the_saved_prediction_table(outputs):
+    predictions = pd.read_csv(outputs / "07_model_output/phase3/test_predictions.csv")
+    subtypes = json.loads((outputs / "08_reporting/phase3/subtypes.json").read_text())
+    metrics = json.loads((outputs / "08_reporting/phase3_metrics.json").read_text())
+    names = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    assert list(subtypes) == list(names)
+    for label, name in enumerate(names):
+        rows = predictions[predictions["label"] == label]
+        malignant = name in ("akiec", "bcc", "mel")
+        # recall of the malignant class on its rows; for a benign class the FPR = 1 - its specificity
+        expected = (recall_score(rows["binary"], rows["predicted"], zero_division=0) if malignant
+                    else 1.0 - recall_score(rows["binary"], rows["predicted"], pos_label=0, zero_division=0))
+        key = f"test_{'recall' if malignant else 'fpr'}_{name}"
+        assert subtypes[name]["estimate"] == pytest.approx(expected) == metrics[key]
+        assert metrics[f"{key}_low"] <= metrics[key] <= metrics[f"{key}_high"]
+    assert "Per-subtype results (test)" in (outputs / "08_reporting/final_report.md").read_text()
+
+
+def test_threshold_is_on_calibrated_scores_and_the_export_holds_calibrator_and_threshold(outputs):
+    calibrator = json.loads((outputs / "07_model_output/phase3/calibrator.json").read_text())
+    threshold = json.loads((outputs / "07_model_output/phase3/threshold.json").read_text())
+    exported = torch.load(outputs / "06_models/phase3/final.pt", weights_only=True)
+    assert calibrator["method"] == "temperature" and calibrator["temperature"] > 0
+    assert exported["calibration"] == calibrator and exported["operating_point"]["threshold"] == threshold["threshold"]
+    assert exported["run"] == "tiny_0" and "state_dict" in exported
+    predictions = pd.read_csv(outputs / "07_model_output/phase3/test_predictions.csv")
+    assert predictions["p_malignant"].to_numpy() == pytest.approx(
+        apply_calibrator(calibrator, predictions["p_malignant_uncalibrated"].to_numpy()))
+    assert ((predictions["p_malignant"] >= threshold["threshold"]).astype(int) == predictions["predicted"]).all()
+    summary = json.loads((outputs / "08_reporting/phase3/calibration.json").read_text())
+    metrics = json.loads((outputs / "08_reporting/phase3_metrics.json").read_text())
+    assert metrics["ece"] == summary["test_calibrated"]["ece"]
+    assert metrics["ece_uncalibrated"] == summary["test_uncalibrated"]["ece"]
+    assert metrics["temperature"] == calibrator["temperature"]
+    assert "temperature scaling (T = " in (outputs / "08_reporting/final_report.md").read_text()
+
+
+def test_model_card_and_report_contain_every_section(outputs):
+    card = (outputs / "08_reporting/model_card.md").read_text()
+    headings = [line.removeprefix("## ") for line in card.splitlines() if line.startswith("## ")]
+    assert headings == list(CARD_SECTIONS)
+    for fact in ("28x28", "NON-OFFICIAL copy", "split by image, not by patient", "light skin", "tiny_0",
+                 "| mel | recall |", "| nv | false positive rate |", "temperature", "training seed 0",
+                 "--env tiny"):
+        assert fact in card, fact
+    report_md = (outputs / "08_reporting/final_report.md").read_text()
+    report_headings = [line.removeprefix("## ") for line in report_md.splitlines() if line.startswith("## ")]
+    assert report_headings == REPORT_SECTIONS
+
+
 def test_rerun_gives_identical_numbers(outputs, tmp_path):
     run(tmp_path)
     for name in ("08_reporting/phase3_metrics.json", "07_model_output/phase3/threshold.json",
-                 "08_reporting/phase3/test_intervals.json", "08_reporting/final_report.md"):
+                 "08_reporting/phase3/test_intervals.json", "08_reporting/final_report.md",
+                 "08_reporting/model_card.md"):
         assert (tmp_path / "data" / name).read_text() == (outputs / name).read_text(), name
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path):
-    checkpoints = {"phase2_best_model": None, "phase1_runner_up_model": tiny_checkpoint(1)}
+    checkpoints = {"phase2_best_model": None, "phase1_best_model": tiny_checkpoint(1), "phase2_alternatives": {}}
     with pytest.raises(DatasetError, match="phase2_best_model.pt"):
         SequentialRunner().run(create_pipeline(), catalog(tmp_path, checkpoints))
 

@@ -69,8 +69,6 @@ def test_checkpoint_rebuilds_the_model_from_its_config(project):
     model.load_state_dict(checkpoint["state_dict"])
     assert checkpoint["config"]["weights"] == "none"
     assert checkpoint["run"] == catalog.load("phase1_best")["run"]
-    runner_up = catalog.load("phase1_runner_up_model")
-    assert runner_up["run"] != checkpoint["run"]
 
 
 def test_phase2_starts_from_the_phase1_winner(project):
@@ -82,6 +80,8 @@ def test_phase2_starts_from_the_phase1_winner(project):
     assert freeze["init_weights"] == f"checkpoint of run {best['run']}"
     assert freeze["model"]["unfreeze"] == 10 and freeze["class_weights_name"] == best["class_weights_name"]
     assert catalog.load("phase2_best")["run"] in params["phase2"]["runs"]
+    finalists = board.loc[board["eligible"], "run"].tolist()
+    assert list(catalog.load("phase2_alternatives")) == finalists[1:]
 
 
 def test_rerun_reuses_finished_training_state(project):

@@ -8,18 +8,23 @@ from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
 from project_helpers import load_config
 from dermascreen.pipelines.phase2.nodes import strategy_spec
 from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
-from dermascreen.pipelines.runs import export_selected, leaderboard_markdown, rank_runs, select_best
+from dermascreen.evaluation.metrics import binary_metrics
+from dermascreen.pipelines.runs import export_alternatives, export_selected, leaderboard_markdown, rank_runs, select_best
 
 SELECTION = {"metric": "recall", "min_specificity": 0.5, "tie_breaker": "roc_auc"}
 ARCHITECTURES = load_config("base", "parameters")["phase1"]["architectures"]
 
 
-def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0"):
+def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0", spec_at_recall=0.6, best_epoch=3):
     metrics = {"recall": recall, "specificity": specificity, "roc_auc": roc_auc, "precision": 0.5,
-               "f1": 0.5, "f2": 0.5, "pr_auc": 0.5, "accuracy": 0.7}
-    return {"run": run, "model": {"arch": arch}, "class_weights_name": weights, "best_epoch": 3,
+               "f1": 0.5, "f2": 0.5, "pr_auc": 0.5, "accuracy": 0.7, "spec_at_recall": spec_at_recall}
+    return {"run": run, "model": {"arch": arch}, "class_weights_name": weights, "best_epoch": best_epoch,
             "epochs_run": 5, "val_metrics": metrics,
             "hardware": {"device": "cuda", "device_name": "NVIDIA H200", "precision": "bf16"}}
+
+
+def scored_summary(run, y, p):
+    return {**summary(run, 0, 0), "val_metrics": {**binary_metrics(y, p), "loss": 0.5}}
 
 
 def test_phase1_grid_is_architectures_times_class_weights():
@@ -30,7 +35,8 @@ def test_phase1_grid_is_architectures_times_class_weights():
     assert {"train_set", "val_set", "normalization", "class_weights", "data_provenance"} <= pipe.inputs()
     assert "test_set" not in pipe.all_inputs()
     assert "params:phase1.architectures.ResNet_v1" in pipe.inputs()
-    assert {"phase1_best", "phase1_best_model", "phase1_runner_up_model", "phase1_leaderboard"} <= pipe.all_outputs()
+    assert {"phase1_best", "phase1_best_model", "phase1_leaderboard"} <= pipe.all_outputs()
+    assert "phase1_alternatives" not in pipe.all_outputs()  # phase3 compares with phase1's winner only
 
 
 def test_one_run_can_be_selected_alone_by_namespace():
@@ -50,6 +56,7 @@ def test_phase2_runs_start_from_the_phase1_winner():
     pipe = phase2_grid(["Freeze10", "LowLR"])
     assert {"phase1_best", "phase1_best_model"} <= pipe.inputs()
     assert {n.namespace for n in pipe.nodes if n.namespace} == {"phase2.Freeze10", "phase2.LowLR"}
+    assert "phase2_alternatives" in pipe.all_outputs()
     assert "test_set" not in pipe.all_inputs()
 
 
@@ -74,8 +81,39 @@ def test_ranking_puts_guarded_runs_last_and_breaks_ties():
     assert board["rank"].tolist() == [1, 2, 3, 4]
     assert board["eligible"].tolist() == [True, True, True, False]
     assert select_best(board, **summaries)["run"] == "good_tie"
-    best, runner_up = export_selected(board, **{r: {"run": r} for r in summaries})
-    assert (best["run"], runner_up["run"]) == ("good_tie", "good")
+    checkpoints = {r: {"run": r} for r in summaries}
+    assert export_selected(board, **checkpoints)["run"] == "good_tie"
+    assert list(export_alternatives(board, **checkpoints)) == ["good", "weak"]  # never the guarded run
+
+
+def test_spec_at_recall_and_recall_at_half_select_different_runs():
+    # 10 malignant, 90 benign: one run just at the guard with recall 1 at 0.5 and AUC 0.5, one that
+    # reaches recall 0.9 without flagging a benign lesion but has recall 0.3 at 0.5
+    y = np.r_[np.ones(10, dtype=int), np.zeros(90, dtype=int)]
+    summaries = {
+        "barely_guarded": scored_summary("barely_guarded", y, np.r_[np.full(10, 0.6), np.full(45, 0.7), np.full(45, 0.3)]),
+        "separating": scored_summary("separating", y, np.r_[np.full(3, 0.55), np.full(6, 0.45), 0.2, np.full(90, 0.3)]),
+    }
+    by_recall = rank_runs(SELECTION, **summaries)
+    by_spec = rank_runs({**SELECTION, "metric": "spec_at_recall"}, **summaries)
+
+    assert select_best(by_recall, **summaries)["run"] == "barely_guarded"
+    assert select_best(by_spec, **summaries)["run"] == "separating"
+    assert by_spec["eligible"].tolist() == [True, True]
+
+
+def test_a_run_without_a_guarded_epoch_is_never_eligible():
+    summaries = {"never_guarded": summary("never_guarded", 0.9, 0.9, best_epoch=None, spec_at_recall=0.9),
+                 "low_operating_spec": summary("low_operating_spec", 0.9, 0.9, spec_at_recall=0.3),
+                 "ok": summary("ok", 0.5, 0.6, spec_at_recall=0.6)}
+    board = rank_runs({**SELECTION, "metric": "spec_at_recall"}, **summaries)
+    assert board["run"].tolist() == ["ok", "never_guarded", "low_operating_spec"]
+    assert board["eligible"].tolist() == [True, False, False]
+
+
+def test_an_unknown_selection_metric_names_the_parameter():
+    with pytest.raises(ValueError, match="selection.metric: 'auc'"):
+        rank_runs({**SELECTION, "metric": "auc"}, a=summary("a", 0.7, 0.8))
 
 
 def test_no_eligible_run_is_an_error():
@@ -89,5 +127,5 @@ def test_leaderboard_markdown_names_command_and_data():
     text = leaderboard_markdown(board, SELECTION, {"path": "d.npz", "official": False, "md5": "m"},
                                 "quick", phase="phase1")
     assert "`kedro run --pipelines phase1 --env quick`" in text and "non-official copy" in text and "md5 `m`" in text
-    assert "| 1 | a | W0 | True | 0.7000 | 0.8000 |" in text
+    assert "| 1 | a | W0 | True | 0.6000 | 0.7000 | 0.8000 |" in text
     assert "Trained on: cuda (NVIDIA H200), bf16 (device, device model, precision)." in text

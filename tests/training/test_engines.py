@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
@@ -51,6 +52,43 @@ def test_guard_makes_low_specificity_epochs_unrankable():
     assert guarded_score({"balanced_accuracy": 0.4}, "balanced_accuracy", "max", 0.5) == 0.4  # multiclass: no guard
 
 
+def disagreeing_epochs() -> tuple[dict, dict]:
+    """Validation metrics of two epochs on which recall at 0.5 and spec_at_recall disagree.
+
+    10 malignant, 90 benign. ``barely_guarded``: every malignant at 0.6 (recall@0.5 = 1), half the
+    benign above them at 0.7 (specificity 0.5, just at the guard; AUC 0.5). ``separating``: every
+    benign at 0.3, malignant at 0.55 (3), 0.45 (6) and 0.2 (1): recall@0.5 only 0.3, but recall
+    0.9 is reached with no benign flagged.
+    """
+    y = np.r_[np.ones(10, dtype=int), np.zeros(90, dtype=int)]
+    barely_guarded = np.r_[np.full(10, 0.6), np.full(45, 0.7), np.full(45, 0.3)]
+    separating = np.r_[np.full(3, 0.55), np.full(6, 0.45), 0.2, np.full(90, 0.3)]
+    return ({**binary_metrics(y, barely_guarded), "loss": 0.5}, {**binary_metrics(y, separating), "loss": 0.5})
+
+
+def test_recall_at_half_and_spec_at_recall_pick_different_epochs():
+    barely_guarded, separating = disagreeing_epochs()
+    assert (barely_guarded["recall"], barely_guarded["specificity"], barely_guarded["spec_at_recall"]) == (1.0, 0.5, 0.5)
+    assert (separating["recall"], separating["spec_at_recall"]) == (pytest.approx(0.3), 1.0)
+
+    def best(monitor):
+        keys = [ranking_key(m, monitor, "max", min_specificity=0.5) for m in (barely_guarded, separating)]
+        return ("barely_guarded", "separating")[keys.index(max(keys))]
+
+    assert best("recall") == "barely_guarded"
+    assert best("spec_at_recall") == "separating"
+
+
+def test_spec_at_recall_guards_the_specificity_at_the_recall_target():
+    barely_guarded, _ = disagreeing_epochs()
+    # specificity at 0.5 passes 0.5 exactly, and so does spec_at_recall; at 0.6 both are guarded
+    assert guarded_score(barely_guarded, "spec_at_recall", "max", 0.5) == 0.5
+    assert guarded_score(barely_guarded, "spec_at_recall", "max", 0.6) == -math.inf
+    high_at_half = {**barely_guarded, "specificity": 0.9, "spec_at_recall": 0.2}
+    assert guarded_score(high_at_half, "spec_at_recall", "max", 0.5) == -math.inf  # its 0.5 point is irrelevant
+    assert guarded_score(high_at_half, "recall", "max", 0.5) == 1.0
+
+
 def _evaluated(metrics: dict) -> Engine:
     evaluator = Engine(lambda engine, batch: None)
     evaluator.state.metrics = dict(metrics)
@@ -94,6 +132,6 @@ def test_best_model_state_round_trip():
 
 
 def test_metric_names_list_every_scalar_metric():
-    assert {"recall", "specificity", "roc_auc", "pr_auc", "f2", "loss"} <= set(metric_names(2))
+    assert {"recall", "specificity", "spec_at_recall", "roc_auc", "pr_auc", "f2", "loss"} <= set(metric_names(2))
     assert {"balanced_accuracy", "auc", "macro_f1", "loss"} <= set(metric_names(7))
     assert "confusion_matrix" not in metric_names(7)

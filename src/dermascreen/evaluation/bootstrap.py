@@ -63,3 +63,29 @@ def bootstrap_intervals(y_true: np.ndarray, p_malignant: np.ndarray, threshold: 
         low, high = np.nanpercentile(np.asarray(values), [tail, 100.0 - tail])
         intervals[key] = {"estimate": estimate[key], "low": float(low), "high": float(high)}
     return intervals
+
+
+def subtype_intervals(labels: np.ndarray, p_malignant: np.ndarray, threshold: float, class_names: tuple[str, ...],
+                      malignant: frozenset[str], n_resamples: int = 1000, seed: int = 0,
+                      confidence: float = 0.95) -> dict:
+    """Per 7-class subtype, the share of its samples called malignant, with a bootstrap interval.
+
+    For a malignant subtype that share is its recall (sensitivity), for a benign one its false
+    positive rate. ``{name: {"kind": "recall" | "fpr", "n", "estimate", "low", "high"}}`` in label
+    order; a subtype absent from ``labels`` is left out. Each subtype's samples are resampled on
+    their own (with replacement, same count), as the stratified resamples keep every class count.
+    """
+    labels = np.asarray(labels)
+    flagged = (np.asarray(p_malignant, dtype=np.float64) >= threshold).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    out = {}
+    for label, name in enumerate(class_names):
+        members = np.flatnonzero(labels == label)
+        if members.size == 0:
+            continue
+        shares = flagged[rng.choice(members, size=(n_resamples, members.size), replace=True)].mean(axis=1)
+        low, high = np.percentile(shares, [tail, 100.0 - tail])
+        out[name] = {"kind": "recall" if name in malignant else "fpr", "n": int(members.size),
+                     "estimate": float(flagged[members].mean()), "low": float(low), "high": float(high)}
+    return out

@@ -1,14 +1,23 @@
-"""Reliability-diagram bins and expected calibration error of the malignant probability.
+"""Reliability-diagram bins, expected calibration error and recalibration of the malignant probability.
 
 This is calibration of ``p_malignant`` itself (is a lesion given 0.3 malignant 30% of the
 time?), not of the top-label confidence: the decision uses ``p_malignant`` against a threshold,
 so that is the probability whose meaning matters.
+
+A calibrator is a plain dict (it travels inside the exported model): ``{"method": "temperature",
+"temperature": T}`` divides the malignant-vs-benign logit by T (temperature scaling of the two
+logits, Guo et al. 2017), ``{"method": "isotonic", "x": [...], "y": [...]}`` is a monotone
+piecewise-linear map, ``{"method": "none"}`` the identity. Fitted on validation only.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize_scalar
+
+CALIBRATION_METHODS = ("temperature", "isotonic", "none")
+_EPS = 1e-12
 
 BIN_COLUMNS = ("bin_low", "bin_high", "count", "mean_predicted", "observed_frequency")
 
@@ -39,3 +48,52 @@ def expected_calibration_error(bins: pd.DataFrame) -> float:
     weights = filled["count"] / filled["count"].sum()
     gaps = (filled["observed_frequency"] - filled["mean_predicted"]).abs()
     return float((weights * gaps).sum())
+
+
+def fit_calibrator(y_true: np.ndarray, p_malignant: np.ndarray, method: str) -> dict:
+    """The calibrator of ``method`` fitted on (validation) labels and probabilities."""
+    y_true = np.asarray(y_true, dtype=np.float64).ravel()
+    p_malignant = np.asarray(p_malignant, dtype=np.float64).ravel()
+    if method == "temperature":
+        return {"method": "temperature", "temperature": fit_temperature(y_true, p_malignant)}
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_malignant, y_true)
+        return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    if method == "none":
+        return {"method": "none"}
+    raise ValueError(f"calibration method {method!r} unknown; expected one of {CALIBRATION_METHODS}")
+
+
+def fit_temperature(y_true: np.ndarray, p_malignant: np.ndarray) -> float:
+    """The T > 0 minimising the negative log-likelihood of sigmoid(logit(p) / T) (searched on log T)."""
+    logits = _logit(p_malignant)
+
+    def nll(log_t: float) -> float:
+        q = np.clip(_sigmoid(logits / np.exp(log_t)), _EPS, 1.0 - _EPS)
+        return float(-np.mean(y_true * np.log(q) + (1.0 - y_true) * np.log(1.0 - q)))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-5.0, 5.0), method="bounded", options={"xatol": 1e-6}).x))
+
+
+def apply_calibrator(calibrator: dict, p_malignant: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities; every method is monotone non-decreasing in ``p_malignant``."""
+    p = np.asarray(p_malignant, dtype=np.float64)
+    method = calibrator.get("method")
+    if method == "temperature":
+        return _sigmoid(_logit(p) / float(calibrator["temperature"]))
+    if method == "isotonic":
+        return np.interp(p, calibrator["x"], calibrator["y"])
+    if method == "none":
+        return p
+    raise ValueError(f"calibrator {calibrator!r}: unknown method; expected one of {CALIBRATION_METHODS}")
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow warning for large |z|

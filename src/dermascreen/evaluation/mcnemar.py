@@ -56,3 +56,15 @@ def mcnemar_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray,
         statistic, p_value = chi_square_corrected(b, c)
     return {"b": b, "c": c, "n_discordant": b + c, "method": method,
             "statistic": float(statistic), "p_value": float(p_value)}
+
+
+def holm_adjust(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order (family-wise error control for several
+    comparisons): the k-th smallest of m is multiplied by m - k + 1, made non-decreasing, capped at 1."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out.tolist()

@@ -8,6 +8,8 @@ Conventions (checked against scikit-learn in ``tests/evaluation/test_metrics.py`
   precision (``pr_auc``) is NaN only when there is no positive sample.
 - Ties in scores are handled exactly as scikit-learn does (average ranks for ROC AUC, one step per
   distinct score for average precision).
+- ``spec_at_recall`` (the best specificity at recall >= ``target_recall``, over every threshold) is
+  NaN when one class is absent, like ROC AUC: it reads the ROC curve, not the 0.5 decision.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def binary_metrics(y_true, p_malignant, threshold: float = 0.5) -> dict:
+TARGET_RECALL = 0.90  # phase3's operating recall, the default target of ``spec_at_recall``
+
+
+def binary_metrics(y_true, p_malignant, threshold: float = 0.5, target_recall: float = TARGET_RECALL) -> dict:
     """Metrics of a malignant-vs-benign classifier; a sample is called malignant when p >= threshold.
 
     Returns accuracy, precision, recall (sensitivity), specificity, f1, f2, roc_auc, pr_auc
-    (average precision) and the confusion counts tn, fp, fn, tp, as Python numbers.
+    (average precision), spec_at_recall (threshold-free: ``specificity_at_recall`` at
+    ``target_recall``) and the confusion counts tn, fp, fn, tp, as Python numbers.
     """
     y_true = _labels(y_true, "y_true")
     scores = _scores(p_malignant, len(y_true))
@@ -39,11 +45,21 @@ def binary_metrics(y_true, p_malignant, threshold: float = 0.5) -> dict:
         "f2": _f_beta(tp, fp, fn, beta=2.0),
         "roc_auc": roc_auc(y_true, scores),
         "pr_auc": average_precision(y_true, scores),
+        "spec_at_recall": specificity_at_recall(y_true, scores, target_recall),
         "tn": tn,
         "fp": fp,
         "fn": fn,
         "tp": tp,
     }
+
+
+def operating_specificity(metrics: dict, monitor: str) -> float:
+    """The specificity the selection guard checks: where the monitored metric puts the threshold.
+
+    For ``spec_at_recall`` that is the threshold reaching the recall target (where phase3 will use
+    the model); for every other metric it is the 0.5 threshold of ``specificity``.
+    """
+    return metrics["spec_at_recall"] if monitor == "spec_at_recall" else metrics["specificity"]
 
 
 def multiclass_metrics(y_true, proba) -> dict:
@@ -125,6 +141,30 @@ def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     precision = tps / (last_of_run + 1)
     recall_gain = np.diff(np.r_[0, tps]) / n_pos
     return float(np.sum(recall_gain * precision))
+
+
+def specificity_at_recall(y_true: np.ndarray, scores: np.ndarray, target_recall: float) -> float:
+    """The highest specificity among the thresholds whose recall reaches ``target_recall``.
+
+    Read off the ROC curve (one point per distinct score), so it does not depend on any fixed
+    threshold: it is the specificity phase3's ``target_recall`` policy would get on these data.
+    NaN when one class is absent.
+    """
+    if not 0.0 < target_recall <= 1.0:
+        raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+    n_pos = int(np.sum(y_true == 1))
+    n_neg = len(y_true) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_true = scores[order], y_true[order]
+    last_of_run = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
+    tps = np.cumsum(sorted_true)[last_of_run]
+    fps = last_of_run + 1 - tps
+    # recall rises with each lower threshold and specificity falls: the first point reaching the
+    # target has the best specificity (the last point, threshold = lowest score, has recall 1)
+    first = int(np.argmax(tps >= target_recall * n_pos - 1e-9))
+    return float(1.0 - fps[first] / n_neg)
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

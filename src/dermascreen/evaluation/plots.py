@@ -89,16 +89,16 @@ def threshold_sweep_figure(sweep: pd.DataFrame, threshold: float, policy: str) -
     return fig
 
 
-def reliability_figure(bins: pd.DataFrame, ece: float) -> Figure:
-    """Observed malignant frequency against mean predicted probability per bin; empty bins skipped."""
-    filled = bins[bins["count"] > 0]
+def reliability_figure(curves: dict[str, pd.DataFrame]) -> Figure:
+    """Observed malignant frequency against mean predicted probability per bin, one line per
+    ``{label: bins}`` (e.g. before and after calibration); empty bins skipped."""
     fig = Figure(figsize=(4.5, 4.2))
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfect calibration")
-    ax.bar(filled["bin_low"], filled["observed_frequency"], width=filled["bin_high"] - filled["bin_low"],
-           align="edge", alpha=0.35, edgecolor="black", label="observed frequency")
-    ax.plot(filled["mean_predicted"], filled["observed_frequency"], "o-", color="crimson", label="bin means")
+    for label, bins in curves.items():
+        filled = bins[bins["count"] > 0]
+        ax.plot(filled["mean_predicted"], filled["observed_frequency"], "o-", label=label)
     ax.set(xlabel="mean predicted p(malignant)", ylabel="observed malignant frequency",
-           xlim=(0, 1), ylim=(0, 1.01), title=f"Reliability (test), ECE {ece:.3f}")
-    ax.legend(loc="upper left")
+           xlim=(0, 1), ylim=(0, 1.01), title="Reliability (test)")
+    ax.legend(loc="upper left", fontsize=8)
     return fig

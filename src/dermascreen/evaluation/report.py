@@ -24,7 +24,7 @@ FIGURE_CAPTIONS = {
     "confusion": "Test confusion matrix at the chosen threshold.",
     "roc": "Test ROC curve, chosen operating point marked.",
     "pr": "Test precision-recall curve, chosen operating point marked.",
-    "reliability": "Reliability diagram of p(malignant) on test.",
+    "reliability": "Reliability diagram of p(malignant) on test, before and after calibration.",
 }
 
 
@@ -71,14 +71,12 @@ def _trained_on(checkpoint: dict) -> str:
     return describe_hardware(used) if used else "not recorded"
 
 
-def configuration_section(model: dict, runner_up: dict, settings: dict) -> Section:
+def configuration_section(model: dict, settings: dict) -> Section:
     blocks = [f"Final model: run `{model.get('run')}` (phase2 best), trained on {_trained_on(model)} "
-              f"(device (device model), precision); the phase1 runner-up on {_trained_on(runner_up)}. "
-              "Everything that rebuilds and explains the final model, as stored in its checkpoint:"]
+              "(device (device model), precision). Everything that rebuilds and explains it, as stored in "
+              "its checkpoint:"]
     for key in ("config", "training", "class_weights", "normalization"):
         blocks.append(f"**{key}**\n\n{_json_block(model.get(key))}")
-    blocks.append(f"Runner-up used for McNemar's test: run `{runner_up.get('run')}` (phase1 runner-up), "
-                  f"model config:\n\n{_json_block(runner_up.get('config'))}")
     blocks.append(f"phase3 settings:\n\n{_json_block(settings)}")
     return "Configuration", blocks
 
@@ -109,6 +107,17 @@ def test_section(intervals: dict, settings: dict, n_test: int, n_malignant: int)
                             FigureRef("confusion"), FigureRef("roc"), FigureRef("pr")]
 
 
+def subtype_section(subtypes: dict, settings: dict) -> Section:
+    confidence = f"{100 * settings['confidence']:.0f}%"
+    text = ("What a screening user needs per lesion type, at the chosen threshold: the recall of each "
+            "malignant subtype (share of its lesions flagged malignant) and the false positive rate of "
+            f"each benign subtype (share of its lesions flagged malignant), with {confidence} bootstrap "
+            "intervals (each subtype's test lesions resampled on their own). Small subtypes have wide intervals.")
+    rows = [[name, "malignant: recall" if entry["kind"] == "recall" else "benign: false positive rate",
+             str(entry["n"]), _interval(entry)] for name, entry in subtypes.items()]
+    return "Per-subtype results (test)", [text, Table(["subtype", "measure", "n", f"estimate [{confidence} CI]"], rows)]
+
+
 def comparison_section(intervals: dict, reference: dict) -> Section:
     rows = []
     for key, value in reference.items():
@@ -122,25 +131,39 @@ def comparison_section(intervals: dict, reference: dict) -> Section:
         text, Table(["metric", "this model", "reference", "difference", "reference inside CI"], rows)]
 
 
-def significance_section(mcnemar: dict, ece: float, n_bins: int) -> Section:
-    test = (f"McNemar's test, final model vs phase1 runner-up on test predictions at their thresholds: "
-            f"b = {mcnemar['b']} (only the final model right), c = {mcnemar['c']} (only the runner-up "
-            f"right); {mcnemar['method']}, statistic {mcnemar['statistic']:.3f}, "
-            f"p = {mcnemar['p_value']:.4g}.")
-    calibration = (f"Calibration of p(malignant) on test: expected calibration error {ece:.4f} "
-                   f"({n_bins} equal-width bins).")
-    return "Model comparison and calibration", [test, calibration, FigureRef("reliability")]
+def calibration_text(calibrated: dict, n_bins: int) -> str:
+    calibrator = calibrated["calibrator"]
+    how = {"temperature": f"temperature scaling (T = {calibrator.get('temperature', float('nan')):.4f})",
+           "isotonic": "isotonic regression", "none": "no recalibration"}[calibrator["method"]]
+    return (f"Calibration of p(malignant): {how}, fitted on validation; the threshold is chosen on the "
+            f"calibrated validation probabilities and the exported model applies the same map. Expected "
+            f"calibration error ({n_bins} equal-width bins), before -> after: validation "
+            f"{calibrated['val_uncalibrated']['ece']:.4f} -> {calibrated['val_calibrated']['ece']:.4f}, test "
+            f"{calibrated['test_uncalibrated']['ece']:.4f} -> {calibrated['test_calibrated']['ece']:.4f}.")
+
+
+def significance_section(mcnemar: dict, calibrated: dict, n_bins: int) -> Section:
+    test = ("McNemar's test on test decisions, the final model against each real alternative (phase2's "
+            "other finalists, i.e. runs that passed the validation guard, and the phase1 winner it was "
+            "fine-tuned from), each model at its own validation threshold. b: only the final model right, "
+            "c: only the alternative right. p-values Holm-corrected over the comparisons.")
+    rows = [[c["alternative"], f"{c['threshold']:.4f}", str(c["b"]), str(c["c"]), c["method"],
+             f"{c['statistic']:.3f}", f"{c['p_value']:.4g}", f"{c['p_holm']:.4g}"] for c in mcnemar["comparisons"]]
+    table = Table(["alternative", "its threshold", "b", "c", "method", "statistic", "p", "p (Holm)"], rows)
+    return "Model comparison and calibration", [test, table, calibration_text(calibrated, n_bins),
+                                                FigureRef("reliability")]
 
 
 def report_sections(evidence: dict) -> list[Section]:
     """All sections from the phase3 evidence (see ``pipelines.phase3.nodes.build_report``)."""
     return [
         provenance_section(evidence["provenance"], evidence["profile"]),
-        configuration_section(evidence["model"], evidence["runner_up"], evidence["settings"]),
+        configuration_section(evidence["model"], evidence["settings"]),
         threshold_section(evidence["calibration"]),
         test_section(evidence["intervals"], evidence["settings"], evidence["n_test"], evidence["n_malignant"]),
+        subtype_section(evidence["subtypes"], evidence["settings"]),
         comparison_section(evidence["intervals"], evidence["reference"]),
-        significance_section(evidence["mcnemar"], evidence["ece"], evidence["settings"]["calibration_bins"]),
+        significance_section(evidence["mcnemar"], evidence["calibrated"], evidence["settings"]["calibration_bins"]),
     ]
 
 

@@ -1,28 +1,27 @@
-"""``dermascreen-predict``: malignant probability and decision for your own images.
+"""``dermascreen-predict``: calibrated malignant probability and decision for your own images.
 
     dermascreen-predict photos/ extra.jpg -o predictions.csv
 
-Reads the final model (``data/06_models/phase2/best.pt``) and the threshold phase3 calibrated
-for it (``data/07_model_output/phase3/threshold.json``), relative to the project root by
-default. Exit status: 0 when every file was scored or skipped with a reason, 1 when no image
-at all could be scored, 2 when the model or threshold cannot be used.
+Reads the final model phase3 exports (``data/06_models/phase3/final.pt``, relative to the project
+root by default): the phase2 best checkpoint with the calibrator and the operating threshold
+phase3 fitted on validation. Prints one line per image (calibrated probability, decision) and
+writes the CSV. Exit status: 0 when every file was scored or skipped with a reason, 1 when no
+image at all could be scored, 2 when the model or threshold cannot be used.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import torch
 
-from dermascreen.inference.model import CheckpointError, model_from_checkpoint, state_dict_fingerprint
-from dermascreen.inference.predict import predict_files, write_predictions
+from dermascreen.inference.model import CheckpointError, model_from_checkpoint
+from dermascreen.inference.predict import NO_CALIBRATION, predict_files, write_predictions
 
-DEFAULT_MODEL = Path("data/06_models/phase2/best.pt")
-DEFAULT_THRESHOLD_FILE = Path("data/07_model_output/phase3/threshold.json")
+DEFAULT_MODEL = Path("data/06_models/phase3/final.pt")
 
 
 class UsageError(Exception):
@@ -34,10 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively)")
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default %(default)s)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="checkpoint (default %(default)s)")
-    parser.add_argument("--threshold-file", type=Path, default=DEFAULT_THRESHOLD_FILE,
-                        help="phase3 threshold JSON (default %(default)s)")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="use this threshold instead of the calibrated one")
+                        help="use this threshold (on the calibrated probability) instead of the model's")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default %(default)s)")
     parser.add_argument("--size", type=int, default=None,
@@ -55,24 +52,16 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def resolve_threshold(args: argparse.Namespace, checkpoint: dict) -> float:
-    """The explicit ``--threshold``, else the calibrated one, checked to belong to this model."""
+    """The explicit ``--threshold``, else the operating threshold the exported model holds."""
     if args.threshold is not None:
         if not 0.0 <= args.threshold <= 1.0:
             raise UsageError(f"--threshold must be in [0, 1], got {args.threshold}")
         return args.threshold
-    path = args.threshold_file
-    if not path.is_file():
-        raise UsageError(f"threshold file {path} not found: run phase3 or pass --threshold")
     try:
-        calibrated = json.loads(path.read_text())
-        threshold = float(calibrated["threshold"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise UsageError(f"{path}: not a phase3 threshold file ({error!r})") from error
-    expected = calibrated.get("model_fingerprint")
-    if expected and expected != state_dict_fingerprint(checkpoint["state_dict"]):
-        raise UsageError(f"{path} was calibrated for another model than {args.model}; "
-                         "rerun phase3 or pass --threshold")
-    return threshold
+        return float(checkpoint["operating_point"]["threshold"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UsageError(f"{args.model} holds no operating threshold ({error!r}): use the model phase3 "
+                         f"exports ({DEFAULT_MODEL}) or pass --threshold") from error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,12 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dermascreen-predict: {error}", file=sys.stderr)
         return 2
     size = args.size or int(checkpoint["config"].get("image_size", 28))
+    calibrator = checkpoint.get("calibration", NO_CALIBRATION)
     predictions = predict_files(model, checkpoint["normalization"], args.inputs, threshold,
-                                args.batch_size, args.device, size)
+                                args.batch_size, args.device, size, calibrator)
     write_predictions(predictions, args.output)
+    for row in predictions[predictions["status"] == "ok"].itertuples():
+        print(f"{row.file}\tp(malignant) {row.p_malignant:.4f}\t{row.decision}")
     scored = int((predictions["status"] == "ok").sum())
     skipped = len(predictions) - scored
-    print(f"{scored} image(s) scored, {skipped} skipped, threshold {threshold:.4f}: {args.output}", file=sys.stderr)
+    print(f"{scored} image(s) scored, {skipped} skipped, calibration {calibrator['method']}, "
+          f"threshold {threshold:.4f}: {args.output}", file=sys.stderr)
     for row in predictions[predictions["status"] != "ok"].itertuples():
         print(f"  skipped {row.file}: {row.status.removeprefix('skipped: ')}", file=sys.stderr)
     return 0 if scored else 1

@@ -1,4 +1,4 @@
-"""Score image files with the final model: malignant probability and decision per file.
+"""Score image files with the final model: calibrated malignant probability and decision per file.
 
 Files are decoded and scored in batches, so memory stays bounded however many images a folder
 holds. A file that cannot be decoded gets a row with ``status`` ``"skipped: <reason>"`` and an
@@ -15,22 +15,29 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dermascreen.evaluation.calibration import apply_calibrator
 from dermascreen.io import atomic_write
 from dermascreen.inference.preprocess import UNREADABLE, iter_image_files, load_image
 from dermascreen.training.fit import predict_proba
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("file", "p_malignant", "decision", "threshold", "status")
+COLUMNS = ("file", "p_malignant", "p_malignant_uncalibrated", "decision", "threshold", "status")
+NO_CALIBRATION = {"method": "none"}
 
 
 def predict_files(model: torch.nn.Module, normalization: dict, inputs: Iterable[str | Path],
-                  threshold: float, batch_size: int = 256, device: str = "cpu", size: int = 28) -> pd.DataFrame:
-    """One row per file found in ``inputs`` (files and folders), in the order they were found."""
+                  threshold: float, batch_size: int = 256, device: str = "cpu", size: int = 28,
+                  calibrator: dict = NO_CALIBRATION) -> pd.DataFrame:
+    """One row per file found in ``inputs`` (files and folders), in the order they were found.
+
+    ``p_malignant`` is the model's probability mapped by ``calibrator`` (phase3's, fitted on
+    validation); ``threshold`` applies to it."""
     rows: list[dict] = []
     pending: list[tuple[dict, np.ndarray]] = []
     for path in iter_image_files(inputs):
-        row = {"file": str(path), "p_malignant": np.nan, "decision": "", "threshold": float(threshold), "status": "ok"}
+        row = {"file": str(path), "p_malignant": np.nan, "p_malignant_uncalibrated": np.nan, "decision": "",
+               "threshold": float(threshold), "status": "ok"}
         rows.append(row)
         try:
             pending.append((row, load_image(path, size)))
@@ -38,22 +45,23 @@ def predict_files(model: torch.nn.Module, normalization: dict, inputs: Iterable[
             row["status"] = f"skipped: {error}"
             logger.warning("%s: unreadable, skipped (%s)", path, error)
         if len(pending) == batch_size:
-            _score(model, normalization, pending, threshold, batch_size, device)
+            _score(model, normalization, pending, threshold, batch_size, device, calibrator)
             pending = []
     if pending:
-        _score(model, normalization, pending, threshold, batch_size, device)
+        _score(model, normalization, pending, threshold, batch_size, device, calibrator)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def _score(model: torch.nn.Module, normalization: dict, pending: list[tuple[dict, np.ndarray]],
-           threshold: float, batch_size: int, device: str) -> None:
+           threshold: float, batch_size: int, device: str, calibrator: dict) -> None:
     images = np.stack([image for _, image in pending])  # (B, H, W, 3) uint8
     proba = predict_proba(model, images, normalization, batch_size, device)  # (B, C)
     if proba.shape[1] != 2:
         raise ValueError(f"the model has {proba.shape[1]} outputs; inference needs the binary "
                          "(benign, malignant) model")
-    for (row, _), p in zip(pending, proba[:, 1]):
-        row["p_malignant"] = float(p)
+    calibrated = apply_calibrator(calibrator, proba[:, 1])
+    for (row, _), raw, p in zip(pending, proba[:, 1], calibrated):
+        row["p_malignant"], row["p_malignant_uncalibrated"] = float(p), float(raw)
         row["decision"] = "malignant" if p >= threshold else "benign"
 
 

@@ -19,13 +19,15 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from kedro.pipeline import Pipeline, node  # noqa: E402
 
+from dermascreen.evaluation.metrics import operating_specificity  # noqa: E402
 from dermascreen.models import build_model  # noqa: E402
 from dermascreen.training import fit  # noqa: E402
 from dermascreen.training.device import describe_hardware  # noqa: E402
 
 # Pretraining methods whose encoder a grid run may start from with `weights: <method>`.
 PRETRAINED_ENCODERS = ("mae", "umae", "semmae", "automae", "mlo_mae")
-LEADERBOARD_METRICS = ("recall", "specificity", "precision", "f1", "f2", "roc_auc", "pr_auc", "accuracy")
+LEADERBOARD_METRICS = ("spec_at_recall", "recall", "specificity", "precision", "f1", "f2", "roc_auc", "pr_auc",
+                       "accuracy")
 
 
 def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights: dict,
@@ -112,7 +114,7 @@ def plot_learning_curve(history: pd.DataFrame, summary: dict) -> plt.Figure:
     for column in ("train_loss", "val_loss"):
         if column in history:
             ax_loss.plot(epochs, history[column], label=column)
-    for column in ("val_recall", "val_specificity", "val_roc_auc"):
+    for column in ("val_recall", "val_specificity", "val_spec_at_recall", "val_roc_auc"):
         if column in history:
             ax_metric.plot(epochs, history[column], label=column.removeprefix("val_"))
     for ax in (ax_loss, ax_metric):
@@ -127,16 +129,26 @@ def plot_learning_curve(history: pd.DataFrame, summary: dict) -> plt.Figure:
 
 
 def rank_runs(selection: dict, **summaries: dict) -> pd.DataFrame:
-    """Leaderboard sorted by the selection score: eligible runs (validation specificity at least
-    ``min_specificity``) first, then ``metric``, then ``tie_breaker``; validation metrics only."""
+    """Leaderboard sorted by the selection score: eligible runs first, then ``metric``, then
+    ``tie_breaker``; validation metrics only.
+
+    Eligible: some epoch passed the training guard (``best_epoch`` set) and the run's validation
+    ``operating_specificity`` for ``metric`` reaches ``min_specificity``. Only eligible runs are
+    finalists (``select_best``, ``export_selected``).
+    """
+    for key in ("metric", "tie_breaker"):
+        if selection[key] not in LEADERBOARD_METRICS:
+            raise ValueError(f"selection.{key}: {selection[key]!r} is not a leaderboard metric; choose from "
+                             f"{list(LEADERBOARD_METRICS)} (conf/base/globals.yml, binary_selection)")
     rows = []
     for summary in summaries.values():
         val = summary["val_metrics"]
+        guard = operating_specificity(val, selection["metric"]) if selection["metric"] in val else np.nan
         rows.append({
             "run": summary["run"],
             "arch": summary["model"]["arch"],
             "class_weights": summary["class_weights_name"],
-            "eligible": bool(val["specificity"] >= selection["min_specificity"]),
+            "eligible": bool(summary["best_epoch"] is not None and guard >= selection["min_specificity"]),
             **{f"val_{m}": val.get(m, np.nan) for m in LEADERBOARD_METRICS},
             "best_epoch": summary["best_epoch"],
             "epochs_run": summary["epochs_run"],
@@ -152,12 +164,12 @@ def rank_runs(selection: dict, **summaries: dict) -> pd.DataFrame:
 
 
 def select_best(leaderboard: pd.DataFrame, **summaries: dict) -> dict:
-    """The top run's summary; fails if no run passed the specificity guard."""
+    """The top run's summary; fails if no run is eligible (passed the specificity guard)."""
     top = leaderboard.iloc[0]
     if not top["eligible"]:
         raise ValueError(
-            "no run reached the minimum validation specificity; every run is a degenerate "
-            "'call everything malignant' classifier. Train longer or lower selection.min_specificity."
+            "no run reached the minimum validation specificity at its operating point; every run is a "
+            "degenerate 'call everything malignant' classifier. Train longer or lower selection.min_specificity."
         )
     return summaries[top["run"]]
 
@@ -168,11 +180,17 @@ def best_metrics(best: dict) -> dict[str, float]:
             if isinstance(value, (int, float))}
 
 
-def export_selected(leaderboard: pd.DataFrame, **checkpoints: dict) -> tuple[dict, dict | None]:
-    """Checkpoints of the winner and of the runner-up (for phase3's McNemar test)."""
-    runs = leaderboard["run"].tolist()
-    runner_up = checkpoints[runs[1]] if len(runs) > 1 else None
-    return checkpoints[runs[0]], runner_up
+def export_selected(leaderboard: pd.DataFrame, **checkpoints: dict) -> dict:
+    """The winner's checkpoint."""
+    return checkpoints[leaderboard["run"].iloc[0]]
+
+
+def export_alternatives(leaderboard: pd.DataFrame, **checkpoints: dict) -> dict[str, dict]:
+    """``{run: checkpoint}`` of the other finalists (eligible runs), in rank order: the real
+    alternatives phase3's McNemar tests compare the winner with. A run that never passed the
+    guard is no finalist."""
+    finalists = leaderboard.loc[leaderboard["eligible"], "run"].tolist()[1:]
+    return {run: checkpoints[run] for run in finalists}
 
 
 def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_provenance: dict,
@@ -186,9 +204,10 @@ def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_proven
         f"# {phase} leaderboard",
         "",
         f"Produced by `kedro run --pipelines {phase} --env {profile}` on `{data_provenance['path']}` ({kind}, md5 `{data_provenance['md5']}`).",
-        f"Ranked on the validation split only: runs with validation specificity >= "
-        f"{selection['min_specificity']} first, then validation {selection['metric']}, then "
-        f"{selection['tie_breaker']}. The test split is not read here.",
+        f"Ranked on the validation split only: eligible runs (an epoch passed the training guard, and "
+        f"validation {_guard_name(selection['metric'])} >= {selection['min_specificity']}) first, then "
+        f"validation {selection['metric']}, then {selection['tie_breaker']}. `spec_at_recall` is the best "
+        f"specificity at recall >= the target recall, read off the ROC curve. The test split is not read here.",
         f"Trained on: {'; '.join(sorted(leaderboard['hardware'].unique()))} (device, device model, precision).",
         "",
         header,
@@ -198,6 +217,10 @@ def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_proven
         cells = [f"{v:.4f}" if isinstance(v, float) else ("-" if v is pd.NA else str(v)) for v in row.tolist()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _guard_name(metric: str) -> str:
+    return "spec_at_recall" if metric == "spec_at_recall" else "specificity at threshold 0.5"
 
 
 def plot_leaderboard(leaderboard: pd.DataFrame, selection: dict) -> plt.Figure:
@@ -229,11 +252,12 @@ def bound(func: Callable, **kwargs) -> Callable:
     return update_wrapper(partial(func, **kwargs), func)
 
 
-def grid_pipeline(phase: str, runs: dict[str, tuple[Callable, list[str]]]) -> Pipeline:
+def grid_pipeline(phase: str, runs: dict[str, tuple[Callable, list[str]]], alternatives: bool = False) -> Pipeline:
     """One namespaced pipeline ``<phase>.<run>`` per run, then leaderboard, selection, export.
 
     ``runs[run] = (train, inputs)``: ``train(*inputs)`` returns the run's checkpoint, history
     and summary (see ``train_run``). Inputs are shared datasets and parameters, never namespaced.
+    ``alternatives``: also export the other finalists' checkpoints (``<phase>_alternatives``).
     """
     pipelines = []
     for run, (train, inputs) in runs.items():
@@ -256,11 +280,14 @@ def grid_pipeline(phase: str, runs: dict[str, tuple[Callable, list[str]]]) -> Pi
              name=f"{phase}_select_best"),
         node(best_metrics, f"{phase}_best", f"{phase}_metrics", name=f"{phase}_best_metrics"),
         node(export_selected, {"leaderboard": f"{phase}_leaderboard", **checkpoints},
-             [f"{phase}_best_model", f"{phase}_runner_up_model"], name=f"{phase}_export_selected"),
+             f"{phase}_best_model", name=f"{phase}_export_selected"),
         node(bound(leaderboard_markdown, phase=phase),
              [f"{phase}_leaderboard", f"params:{phase}.selection", "data_provenance", "params:profile"],
              f"{phase}_leaderboard_md", name=f"{phase}_leaderboard_markdown"),
         node(plot_leaderboard, [f"{phase}_leaderboard", f"params:{phase}.selection"],
              f"{phase}_leaderboard_plot", name=f"{phase}_plot_leaderboard"),
     ])
+    if alternatives:
+        selection += Pipeline([node(export_alternatives, {"leaderboard": f"{phase}_leaderboard", **checkpoints},
+                                    f"{phase}_alternatives", name=f"{phase}_export_alternatives")])
     return sum(pipelines, Pipeline([])) + selection

@@ -19,7 +19,7 @@ from ignite.handlers import EarlyStopping, ProgressBar
 from ignite.metrics import Average, Loss, Metric
 from torch import nn
 
-from dermascreen.evaluation.metrics import binary_metrics, multiclass_metrics
+from dermascreen.evaluation.metrics import TARGET_RECALL, binary_metrics, multiclass_metrics, operating_specificity
 from dermascreen.training.data import normalization_tensors, to_model_input
 from dermascreen.training.device import autocast_context
 
@@ -63,10 +63,11 @@ class ProbabilityMetrics(Metric):
     ``binary_metrics`` (p = probability of class 1) for two classes, ``multiclass_metrics`` otherwise.
 
     Every rank evaluates the whole validation set (see ``data.eval_batches``), so nothing is reduced.
+    ``target_recall``: the recall target of the binary ``spec_at_recall``.
     """
 
-    def __init__(self, num_classes: int):
-        self.num_classes = num_classes
+    def __init__(self, num_classes: int, target_recall: float = TARGET_RECALL):
+        self.num_classes, self.target_recall = num_classes, target_recall
         super().__init__(metrics_result_mode="flatten")
 
     def reset(self) -> None:
@@ -82,12 +83,13 @@ class ProbabilityMetrics(Metric):
         proba = torch.cat(self._proba).numpy()  # (N, C)
         targets = torch.cat(self._targets).numpy()
         if self.num_classes == 2:
-            return binary_metrics(targets, proba[:, 1])
+            return binary_metrics(targets, proba[:, 1], target_recall=self.target_recall)
         return multiclass_metrics(targets, proba)
 
 
 def create_evaluator(model: nn.Module, loss_fn: nn.Module, device: torch.device, normalization: dict,
-                     num_classes: int, precision: str = "fp32", channels_last: bool = False) -> Engine:
+                     num_classes: int, precision: str = "fp32", channels_last: bool = False,
+                     target_recall: float = TARGET_RECALL) -> Engine:
     """An Engine whose ``state.metrics`` after a run hold every metric of ``evaluation.metrics`` plus ``loss``."""
     mean, std = normalization_tensors(normalization, device)
 
@@ -99,7 +101,7 @@ def create_evaluator(model: nn.Module, loss_fn: nn.Module, device: torch.device,
 
     evaluator = Engine(eval_step)
     evaluator.add_event_handler(Events.STARTED, lambda _: model.eval())
-    ProbabilityMetrics(num_classes).attach(evaluator, "classification")
+    ProbabilityMetrics(num_classes, target_recall).attach(evaluator, "classification")
     Loss(loss_fn, batch_size=_loss_weight(loss_fn)).attach(evaluator, "loss")
     return evaluator
 
@@ -127,10 +129,11 @@ def guarded_score(metrics: dict, monitor: str, mode: str, min_specificity: float
     """The monitored metric as a higher-is-better score; -inf when the epoch may not become best.
 
     The specificity guard: recall alone is maximised (1.0) by a model that calls every lesion
-    malignant, so a binary epoch whose specificity is below ``min_specificity`` scores -inf.
-    Multiclass metrics have no specificity and are not guarded. A NaN metric also scores -inf.
+    malignant, so a binary epoch whose specificity (``operating_specificity``: at 0.5, or at the
+    recall target for ``spec_at_recall``) is below ``min_specificity`` scores -inf. Multiclass
+    metrics have no specificity and are not guarded. A NaN metric also scores -inf.
     """
-    if "specificity" in metrics and metrics["specificity"] < min_specificity:
+    if "specificity" in metrics and operating_specificity(metrics, monitor) < min_specificity:
         return -math.inf
     value = float(metrics[monitor])
     if math.isnan(value):

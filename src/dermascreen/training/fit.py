@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "monitor": None,  # recall for the binary task, balanced_accuracy for the 7 classes
     "mode": "max",
     "min_specificity": 0.5,
+    "target_recall": 0.90,  # the recall target of the binary metric spec_at_recall
     "augment": None,
     "seed": 42,
     "device": "auto",
@@ -103,7 +104,8 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
         batches = train_batches(train, label_key, cfg["batch_size"], device, cfg["seed"], cfg["max_train_batches"])
         trainer = create_trainer(train_model, optimizer, loss_fn, device, normalization,
                                  BatchAugment.from_config(cfg["augment"]).to(device), precision, channels_last)
-        evaluator = create_evaluator(model, loss_fn, device, normalization, num_classes, precision, channels_last)
+        evaluator = create_evaluator(model, loss_fn, device, normalization, num_classes, precision, channels_last,
+                                     cfg["target_recall"])
         handlers = attach_handlers(trainer, evaluator, model, optimizer,
                                    eval_batches(val, label_key, cfg["batch_size"], device),
                                    monitor=cfg["monitor"], mode=cfg["mode"], min_specificity=cfg["min_specificity"],
@@ -141,6 +143,8 @@ def resolve_config(config: dict, num_classes: int) -> dict:
         raise ValueError(f"training config: mode must be 'max' or 'min', got {cfg['mode']!r}")
     for key in ("epochs", "batch_size", "patience"):
         _check_positive_int(cfg, key)
+    if not 0.0 < cfg["target_recall"] <= 1.0:
+        raise ValueError(f"training config: target_recall must be in (0, 1], got {cfg['target_recall']!r}")
     if cfg["max_train_batches"] is not None:
         _check_positive_int(cfg, "max_train_batches")
     if cfg["progress"] not in (True, False, "auto"):

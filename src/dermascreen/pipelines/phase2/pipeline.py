@@ -18,4 +18,4 @@ def build_grid(strategies: list[str]) -> Pipeline:
                   "phase1_best_model", f"params:phase2.strategies.{strategy}",
                   "params:phase2.training", "params:phase2.state_dir"]
         runs[strategy] = (bound(train_strategy, run=strategy), inputs)
-    return grid_pipeline("phase2", runs)
+    return grid_pipeline("phase2", runs, alternatives=True)  # phase3 compares the winner with them

@@ -7,7 +7,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from dermascreen.evaluation import bootstrap, calibration, mcnemar, plots, report, thresholds
+from dermascreen.data.medmnist_info import MALIGNANT, class_names
+from dermascreen.evaluation import bootstrap, calibration, mcnemar, model_card, plots, report, thresholds
 from dermascreen.inference.model import model_from_checkpoint, state_dict_fingerprint
 from dermascreen.training.fit import predict_proba
 
@@ -43,19 +44,77 @@ def evaluate_on_test(test_set: dict, test_scores: np.ndarray, threshold: dict, p
                                          params["n_bootstrap"], params["seed"], params["confidence"])
 
 
-def compare_with_runner_up(test_set: dict, test_scores: np.ndarray, runner_up_scores: np.ndarray,
-                           threshold: dict, runner_up_threshold: dict, params: dict) -> dict:
-    """McNemar's test on test decisions, each model at its own validation-calibrated threshold."""
+def subtype_results(test_set: dict, test_scores: np.ndarray, threshold: dict, params: dict) -> dict:
+    """Recall per malignant subtype and false positive rate per benign subtype on test, with intervals."""
+    return bootstrap.subtype_intervals(test_set["labels"], test_scores, threshold["threshold"], class_names(),
+                                       MALIGNANT, params["n_bootstrap"], params["seed"], params["confidence"])
+
+
+def alternatives(phase2_alternatives: dict[str, dict], phase1_best_model: dict) -> dict[str, dict]:
+    """The real alternatives to the final model: phase2's other finalists and the phase1 winner
+    (the model phase2 fine-tuned), named ``phase<n>.<run>``."""
+    named = {f"phase2.{run}": checkpoint for run, checkpoint in phase2_alternatives.items()}
+    named[f"phase1.{phase1_best_model.get('run')}"] = phase1_best_model
+    return named
+
+
+def predict_alternatives(models: dict[str, dict], split: dict, params: dict) -> dict[str, np.ndarray]:
+    """p(malignant) of each alternative on a split."""
+    return {name: predict_malignant(checkpoint, split, params) for name, checkpoint in models.items()}
+
+
+def calibrate_alternatives(val_set: dict, scores: dict[str, np.ndarray], models: dict[str, dict],
+                           params: dict) -> dict[str, dict]:
+    """Each alternative's own validation threshold, by the same policy as the final model's."""
+    return {name: calibrate_threshold(val_set, scores[name], models[name], params) for name in models}
+
+
+def compare_with_alternatives(test_set: dict, test_scores: np.ndarray, threshold: dict,
+                              alternative_scores: dict[str, np.ndarray], alternative_thresholds: dict[str, dict],
+                              params: dict) -> dict:
+    """McNemar's test of the final model against each alternative on test decisions, each model at
+    its own validation threshold; p-values Holm-corrected over the comparisons."""
     final = (test_scores >= threshold["threshold"]).astype(np.int64)
-    runner_up = (runner_up_scores >= runner_up_threshold["threshold"]).astype(np.int64)
-    result = mcnemar.mcnemar_test(test_set["binary"], final, runner_up, params["mcnemar_exact_below"])
-    return {**result, "runner_up_run": runner_up_threshold.get("model_run"),
-            "runner_up_threshold": runner_up_threshold["threshold"]}
+    comparisons = []
+    for name, scores in alternative_scores.items():
+        cut = alternative_thresholds[name]["threshold"]
+        other = (scores >= cut).astype(np.int64)
+        result = mcnemar.mcnemar_test(test_set["binary"], final, other, params["mcnemar_exact_below"])
+        comparisons.append({"alternative": name, "threshold": cut, **result})
+    for comparison, adjusted in zip(comparisons, mcnemar.holm_adjust([c["p_value"] for c in comparisons])):
+        comparison["p_holm"] = adjusted
+    return {"correction": "holm", "final_run": threshold.get("model_run"), "comparisons": comparisons}
 
 
-def calibration_summary(test_set: dict, test_scores: np.ndarray, params: dict) -> dict:
-    bins = calibration.reliability_bins(test_set["binary"], test_scores, params["calibration_bins"])
-    return {"ece": calibration.expected_calibration_error(bins), "bins": bins.to_dict(orient="list")}
+def fit_calibration(val_set: dict, val_raw_scores: np.ndarray, params: dict) -> dict:
+    """The ``params["calibration"]`` calibrator (temperature, isotonic or none), fitted on validation."""
+    return calibration.fit_calibrator(val_set["binary"], val_raw_scores, params["calibration"])
+
+
+def apply_calibration(calibrator: dict, raw_scores: np.ndarray) -> np.ndarray:
+    return calibration.apply_calibrator(calibrator, raw_scores)
+
+
+def calibration_summary(val_set: dict, val_raw: np.ndarray, val_calibrated: np.ndarray, test_set: dict,
+                        test_raw: np.ndarray, test_calibrated: np.ndarray, calibrator: dict, params: dict) -> dict:
+    """ECE and reliability bins before and after calibration, on validation (where it was fitted)
+    and on test; ``ece`` is the calibrated test ECE."""
+    summary = {"calibrator": calibrator}
+    for split, y, raw, calibrated in (("val", val_set["binary"], val_raw, val_calibrated),
+                                      ("test", test_set["binary"], test_raw, test_calibrated)):
+        for stage, scores in (("uncalibrated", raw), ("calibrated", calibrated)):
+            bins = calibration.reliability_bins(y, scores, params["calibration_bins"])
+            summary[f"{split}_{stage}"] = {"ece": calibration.expected_calibration_error(bins),
+                                           "bins": bins.to_dict(orient="list")}
+    summary["ece"] = summary["test_calibrated"]["ece"]
+    return summary
+
+
+def export_final_model(checkpoint: dict, threshold: dict, calibrator: dict) -> dict:
+    """The model ``dermascreen-predict`` uses: the phase2 checkpoint plus its calibrator and the
+    operating threshold (on calibrated probabilities), so the file holds everything it needs."""
+    return {**checkpoint, "calibration": calibrator,
+            "operating_point": {key: threshold[key] for key in ("threshold", "policy", "target_recall", "reason")}}
 
 
 def curve_data(test_set: dict, test_scores: np.ndarray, threshold: dict) -> tuple[pd.DataFrame, ...]:
@@ -65,13 +124,15 @@ def curve_data(test_set: dict, test_scores: np.ndarray, threshold: dict) -> tupl
             plots.confusion_table(y_true, test_scores, threshold["threshold"]))
 
 
-def prediction_table(test_set: dict, test_scores: np.ndarray, runner_up_scores: np.ndarray,
-                     threshold: dict) -> pd.DataFrame:
-    """Per test image: labels, both models' probabilities and the final decision (for audits)."""
+def prediction_table(test_set: dict, test_scores: np.ndarray, test_raw_scores: np.ndarray,
+                     alternative_scores: dict[str, np.ndarray], threshold: dict) -> pd.DataFrame:
+    """Per test image: labels, the final model's calibrated and raw probability, its decision, and
+    every alternative's raw probability (for audits)."""
     return pd.DataFrame({
         "index": np.arange(len(test_scores)), "label": test_set["labels"], "binary": test_set["binary"],
         "p_malignant": test_scores, "predicted": (test_scores >= threshold["threshold"]).astype(int),
-        "runner_up_p_malignant": runner_up_scores,
+        "p_malignant_uncalibrated": test_raw_scores,
+        **{f"p_malignant_{name}": scores for name, scores in alternative_scores.items()},
     })
 
 
@@ -80,13 +141,16 @@ def make_figures(sweep: pd.DataFrame, roc: pd.DataFrame, pr: pd.DataFrame, test_
     """``{name: figure}`` for the names in ``FIGURES``."""
     point = {key: entry["estimate"] for key, entry in intervals.items()}
     cut = threshold["threshold"]
-    bins = pd.DataFrame(calibrated["bins"])
+    curves = {}
+    for stage in ("uncalibrated", "calibrated"):
+        entry = calibrated[f"test_{stage}"]
+        curves[f"{stage} (ECE {entry['ece']:.3f})"] = pd.DataFrame(entry["bins"])
     return {
         "threshold_sweep": plots.threshold_sweep_figure(sweep, cut, threshold["policy"]),
         "confusion": plots.confusion_figure(point, cut),
         "roc": plots.roc_figure(roc, point, cut),
         "pr": plots.pr_figure(pr, point, cut, float(np.mean(test_set["binary"]))),
-        "reliability": plots.reliability_figure(bins, calibrated["ece"]),
+        "reliability": plots.reliability_figure(curves),
     }
 
 
@@ -95,7 +159,7 @@ def figure_files(figures: dict[str, Figure]) -> tuple[Figure, ...]:
     return tuple(figures[name] for name in FIGURES)
 
 
-def flat_metrics(threshold: dict, intervals: dict, comparison: dict, calibrated: dict) -> dict:
+def flat_metrics(threshold: dict, intervals: dict, subtypes: dict, comparison: dict, calibrated: dict) -> dict:
     """Flat numeric keys for ``dvc metrics``: test estimates and interval bounds, validation point."""
     metrics = {"threshold": threshold["threshold"]}
     chosen = threshold["operating_points"][threshold["policy"]]
@@ -103,23 +167,45 @@ def flat_metrics(threshold: dict, intervals: dict, comparison: dict, calibrated:
     for key, entry in intervals.items():
         metrics.update({f"test_{key}": entry["estimate"], f"test_{key}_low": entry["low"],
                         f"test_{key}_high": entry["high"]})
-    metrics.update({"mcnemar_p_value": comparison["p_value"], "mcnemar_b": comparison["b"],
-                    "mcnemar_c": comparison["c"], "ece": calibrated["ece"]})
+    for name, entry in subtypes.items():  # test_recall_mel, test_fpr_nv, ... with bounds
+        key = f"test_{entry['kind']}_{name}"
+        metrics.update({key: entry["estimate"], f"{key}_low": entry["low"], f"{key}_high": entry["high"]})
+    for entry in comparison["comparisons"]:
+        metrics.update({f"mcnemar_{entry['alternative']}_{key}": entry[key] for key in ("p_value", "p_holm", "b", "c")})
+    metrics.update({"ece": calibrated["ece"], "ece_uncalibrated": calibrated["test_uncalibrated"]["ece"],
+                    "val_ece": calibrated["val_calibrated"]["ece"],
+                    "val_ece_uncalibrated": calibrated["val_uncalibrated"]["ece"]})
+    if calibrated["calibrator"]["method"] == "temperature":
+        metrics["temperature"] = calibrated["calibrator"]["temperature"]
     return metrics
 
 
-def build_report(provenance: dict, checkpoint: dict, runner_up: dict, threshold: dict, intervals: dict,
+def build_report(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict, subtypes: dict,
                  comparison: dict, calibrated: dict, test_set: dict, figures: dict[str, Figure],
                  params: dict, profile: str) -> tuple[str, str]:
     """(markdown, standalone HTML) final report."""
-    settings = {key: params[key] for key in ("policy", "target_recall", "n_bootstrap", "confidence", "seed",
-                                             "calibration_bins", "mcnemar_exact_below")}
-    evidence = {
-        "provenance": provenance, "model": checkpoint, "runner_up": runner_up, "settings": settings,
-        "calibration": threshold, "intervals": intervals, "mcnemar": comparison, "ece": calibrated["ece"],
-        "reference": params["reference"], "n_test": int(len(test_set["binary"])),
-        "n_malignant": int(np.sum(test_set["binary"])), "profile": profile,
-    }
+    evidence = _evidence(provenance, checkpoint, threshold, intervals, subtypes, comparison, calibrated, test_set,
+                         params, profile)
     sections = report.report_sections(evidence)
     return (report.render_markdown(REPORT_TITLE, sections, params["figure_paths"]),
             report.render_html(REPORT_TITLE, sections, figures))
+
+
+def build_model_card(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict, subtypes: dict,
+                     comparison: dict, calibrated: dict, test_set: dict, params: dict, profile: str) -> str:
+    """``model_card.md``, written next to the report (sections: ``model_card.CARD_SECTIONS``)."""
+    evidence = _evidence(provenance, checkpoint, threshold, intervals, subtypes, comparison, calibrated, test_set,
+                         params, profile)
+    return report.render_markdown(model_card.CARD_TITLE, model_card.card_sections(evidence), {})
+
+
+def _evidence(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict, subtypes: dict,
+              comparison: dict, calibrated: dict, test_set: dict, params: dict, profile: str) -> dict:
+    settings = {key: params[key] for key in ("policy", "target_recall", "n_bootstrap", "confidence", "seed",
+                                             "calibration", "calibration_bins", "mcnemar_exact_below")}
+    return {
+        "provenance": provenance, "model": checkpoint, "settings": settings,
+        "calibration": threshold, "intervals": intervals, "subtypes": subtypes, "mcnemar": comparison,
+        "calibrated": calibrated, "reference": params["reference"], "n_test": int(len(test_set["binary"])),
+        "n_malignant": int(np.sum(test_set["binary"])), "profile": profile,
+    }

@@ -29,8 +29,9 @@ from kedro.config import OmegaConfigLoader
 from dermascreen import settings
 from dermascreen.io import atomic_write
 from dermascreen.models.vit import ViTEncoder, encoder_config
-from dermascreen.pretraining.engine import to_model_input
 from dermascreen.pretraining.methods import METHODS, build_autoencoder, build_pretrainer
+from dermascreen.training.data import normalization_tensors, to_model_input
+from dermascreen.training.device import resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -51,14 +52,16 @@ def train_split(count: int) -> tuple[dict, str]:
 def images_per_second(method: str, params: dict, data: dict, normalization: dict, steps: int,
                       device: str, repeats: int) -> float:
     shared = params["shared"]
-    pretrain = {**shared["pretrain"], "seed": 0}
+    pretrain = {**shared["pretrain"], "seed": 0,
+                "precision": resolve_precision(torch.device(device), shared["pretrain"]["precision"])}
     torch.manual_seed(0)
     mae = build_autoencoder(shared["encoder"], shared["decoder"], pretrain["mask_ratio"]).to(device)
     source = ViTEncoder(**encoder_config(shared["encoder"])).to(device)
     trainer = build_pretrainer(method, mae, pretrain, params[method]["options"], data, normalization, source)
     trainer.train()
     batch = pretrain["batch_size"]
-    images = to_model_input(torch.from_numpy(data["images"][:batch]), normalization, device)
+    images = to_model_input(torch.from_numpy(data["images"][:batch]).to(device),
+                            *normalization_tensors(normalization, torch.device(device)), channels_last=False)
     for _ in range(2):  # warm-up (and a full MLO-MAE cycle)
         trainer.step(images, 0.0)
     clock = time.perf_counter if device == "cuda" else time.process_time

@@ -195,9 +195,10 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
                                   pretrainer.job_weights(), code=CODE)
             checkpoint = TrainingCheckpoint(checkpoint_dir, {"engine": engine, "pretrainer": pretrainer,
                                                              "history": history}, None, job, checkpoint_every_s)
-            engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: checkpoint.save_if_due()
-                                     if e.state.epoch < epochs else None)  # the last epoch: COMPLETED saves
-            engine.add_event_handler(Events.COMPLETED, lambda e: checkpoint.save("max_epochs"))
+            # at the end of an epoch nothing random is under way; after the last one, COMPLETED saves
+            engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=lambda _, epoch: epoch < epochs),
+                                     lambda _: checkpoint.save_if_due())
+            engine.add_event_handler(Events.COMPLETED, lambda _: checkpoint.save("max_epochs"))
             if checkpoint.restore():
                 # killed after saving its last epoch but before marking itself finished: finished too
                 if checkpoint.stop_reason is not None or engine.state.epoch >= epochs:

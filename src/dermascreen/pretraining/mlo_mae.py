@@ -75,7 +75,8 @@ class MLOMAEPretrainer(PretrainerBase):
                            make_optimizer(self.masking, mask_lr, 0.0)]
         train_idx, held_idx = stratified_holdout(labels, holdout_fraction, seed)
         # on the device, as the training split: a labelled batch costs no host-to-device copy
-        self.portions = {name: (torch.from_numpy(images[idx]).to(device), torch.from_numpy(labels[idx]).long().to(device))
+        self.portions = {name: (torch.from_numpy(images[idx]).to(device),
+                                torch.from_numpy(labels[idx]).long().to(device))
                          for name, idx in (("train", train_idx), ("held_out", held_idx))}
         self.mean, self.std = normalization_tensors(normalization, device)
         self.unroll, self.batch_size = unroll, batch_size

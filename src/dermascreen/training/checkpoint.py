@@ -152,7 +152,8 @@ class TrainingCheckpoint:
     ``objects``: each with ``state_dict``/``load_state_dict``. ``best``: the best-model tracker
     (``engines.BestModel``), or None for a run that keeps no best model (pretraining); its
     ``state_dict()["weights"]`` go to their own file, written only when the best epoch changes.
-    ``every_s``: ``save_if_due`` writes at most this often. A new checkpoint removes the temporary files that a killed write left in ``directory``.
+    ``every_s``: ``save_if_due`` writes at most this often. A new checkpoint removes the temporary
+    files that a killed write left in ``directory``.
     """
 
     def __init__(self, directory: str | Path, objects: dict[str, Any], best: Any | None, job: dict[str, Any],

@@ -5,7 +5,10 @@ runs on DermaMNIST train images with the encoder, decoder, batch size and method
 ``conf/<env>/parameters_pretraining.yml`` (soft-merged over base). SemMAE and AutoMAE get a
 randomly initialised source encoder: their cost does not depend on its weights.
 
-    .venv/bin/python benchmarks/bench_pretraining.py [--env quick] [--steps 6] [--device cpu]
+    .venv/bin/python benchmarks/bench_pretraining.py [--env quick] [--steps 6] [--device cpu] [--threads 1]
+
+On the CPU the time is the process's CPU time (``time.process_time``), the median of
+``--repeats`` timed rounds: on a machine shared with other jobs, wall time measures the others.
 
 Prints a table and writes benchmarks/results/bench_pretraining.json.
 """
@@ -26,8 +29,9 @@ from kedro.config import OmegaConfigLoader
 from dermascreen import settings
 from dermascreen.io import atomic_write
 from dermascreen.models.vit import ViTEncoder, encoder_config
-from dermascreen.pretraining.engine import to_model_input
 from dermascreen.pretraining.methods import METHODS, build_autoencoder, build_pretrainer
+from dermascreen.training.data import normalization_tensors, to_model_input
+from dermascreen.training.device import resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -46,26 +50,32 @@ def train_split(count: int) -> tuple[dict, str]:
 
 
 def images_per_second(method: str, params: dict, data: dict, normalization: dict, steps: int,
-                      device: str) -> float:
+                      device: str, repeats: int) -> float:
     shared = params["shared"]
-    pretrain = {**shared["pretrain"], "seed": 0}
+    pretrain = {**shared["pretrain"], "seed": 0,
+                "precision": resolve_precision(torch.device(device), shared["pretrain"]["precision"])}
     torch.manual_seed(0)
     mae = build_autoencoder(shared["encoder"], shared["decoder"], pretrain["mask_ratio"]).to(device)
     source = ViTEncoder(**encoder_config(shared["encoder"])).to(device)
     trainer = build_pretrainer(method, mae, pretrain, params[method]["options"], data, normalization, source)
     trainer.train()
     batch = pretrain["batch_size"]
-    images = to_model_input(torch.from_numpy(data["images"][:batch]), normalization, device)
+    images = to_model_input(torch.from_numpy(data["images"][:batch]).to(device),
+                            *normalization_tensors(normalization, torch.device(device)), channels_last=False)
     for _ in range(2):  # warm-up (and a full MLO-MAE cycle)
         trainer.step(images, 0.0)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer.step(images, 0.5)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch / (time.perf_counter() - start)
+    clock = time.perf_counter if device == "cuda" else time.process_time
+    seconds = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = clock()
+        for _ in range(steps):
+            trainer.step(images, 0.5)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(clock() - start)
+    return steps * batch / float(np.median(seconds))
 
 
 def main() -> None:
@@ -73,20 +83,26 @@ def main() -> None:
     parser.add_argument("--env", default="quick")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per method (even: whole MLO cycles)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the median counts")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     loader = OmegaConfigLoader(str(ROOT / "conf"), env=args.env, **settings.CONFIG_LOADER_ARGS)
     params = loader["parameters"]["pretraining"]
     data, source = train_split(max(512, params["shared"]["pretrain"]["batch_size"]))
     normalization = {"mean": [0.7636, 0.5372, 0.5614], "std": [0.1363, 0.1540, 0.1687]}
-    rows = {m: images_per_second(m, params, data, normalization, args.steps, args.device) for m in METHODS}
+    rows = {m: images_per_second(m, params, data, normalization, args.steps, args.device, args.repeats)
+            for m in METHODS}
     print(f"pretraining throughput, env {args.env}, device {args.device}, batch "
-          f"{params['shared']['pretrain']['batch_size']}, {torch.get_num_threads()} threads, {source}")
+          f"{params['shared']['pretrain']['batch_size']}, {torch.get_num_threads()} threads, {source}, "
+          f"{'wall' if args.device == 'cuda' else 'process CPU'} time, median of {args.repeats} rounds")
     print(f"{'method':<10}{'images/s':>10}{'vs MAE':>8}")
     for method, rate in rows.items():
         print(f"{method:<10}{rate:>10.1f}{rate / rows['mae']:>8.2f}")
     result = {"env": args.env, "device": args.device, "threads": torch.get_num_threads(), "data": source,
               "encoder": params["shared"]["encoder"], "batch_size": params["shared"]["pretrain"]["batch_size"],
-              "steps": args.steps, "machine": platform.platform(), "images_per_s": rows}
+              "steps": args.steps, "repeats": args.repeats,
+              "clock": "wall" if args.device == "cuda" else "process CPU", "machine": platform.platform(), "images_per_s": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     with atomic_write(RESULTS / "bench_pretraining.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(result, indent=2))

@@ -5,7 +5,7 @@ In a temporary checkout on the tiny profile (state saved every epoch, epochs of 
 repro` interrupted with SIGINT (Ctrl-C) at the same point of the next run, then `dvc repro` again:
 each start resumes from the last checkpoint, and the end has exactly the metrics and weights of an
 uninterrupted run (CPU, same seed). One chain rather than two tests: each start of the tiny
-project costs seconds of imports.
+project costs seconds of imports. The same for a pretraining method (MAE's node, killed with SIGKILL).
 """
 
 from __future__ import annotations
@@ -47,16 +47,18 @@ def run(args: list[str], root: Path) -> str:
     return result.stdout + result.stderr
 
 
-def interrupted(args: list[str], root: Path, sig: signal.Signals, log: Path) -> tuple[Path, str]:
+def interrupted(args: list[str], root: Path, sig: signal.Signals, log: Path,
+                state_dir: Path = STATE_DIR) -> tuple[Path, str]:
     """Start ``args`` and send ``sig`` to its process group as soon as a new training state is on
-    disk (a run's first epoch is over, its second under way); the new state file and the output."""
-    before = set((root / STATE_DIR).glob("*/training_state.pt"))
+    disk under ``state_dir`` (a run's first epoch is over, its second under way); the new state
+    file and the output."""
+    before = set((root / state_dir).glob("*/training_state.pt"))
     with log.open("w") as out:
         process = subprocess.Popen(args, cwd=root, env=environment(root), stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # its own group: a Ctrl-C reaches dvc and kedro
         try:
             deadline = time.monotonic() + 300
-            while not (new := set((root / STATE_DIR).glob("*/training_state.pt")) - before):
+            while not (new := set((root / state_dir).glob("*/training_state.pt")) - before):
                 assert process.poll() is None, f"{' '.join(args)} ended before a new checkpoint:\n{log.read_text()}"
                 assert time.monotonic() < deadline, "no new checkpoint within 300 s"
                 time.sleep(0.01)
@@ -129,3 +131,38 @@ def test_killed_and_interrupted_runs_resume_and_end_as_an_uninterrupted_run(proj
     log = run(DVC_REPRO, project)
     assert f"{first}: the run is over (max_epochs)" in log and f"resuming from {second} after epoch 1" in log
     assert results(project) == uninterrupted
+
+
+PRETRAIN_MAE = ["kedro", "run", "--env", "tiny", "--pipelines", "pretraining", "--nodes", "pretraining.mae.pretrain"]
+PRETRAINING_STATE = Path("data/06_models/pretraining_state")
+
+
+def pretraining_results(root: Path) -> dict:
+    """MAE's pretraining history (without wall times) and encoder weights."""
+    history = pd.read_csv(root / "data/08_reporting/pretraining/mae/pretraining_history.csv")
+    encoder = torch.load(root / "data/06_models/pretraining/mae/encoder.pt", weights_only=True)
+    return {"history": history.drop(columns=["seconds", "images_per_s"]).to_dict("list"),
+            "weights": {name: tensor.tolist() for name, tensor in encoder["state_dict"].items()}}
+
+
+def test_a_killed_pretraining_resumes_and_ends_as_an_uninterrupted_run(tmp_path_factory, tmp_path):
+    """MAE's pretraining node, 2 epochs of about a second, SIGKILLed in its second epoch."""
+    if real_npz_path() is None:
+        pytest.skip("real DermaMNIST file absent: set DERMAMNIST_NPZ (see ../shared/data/SOURCES.md)")
+    root = project_checkout(tmp_path_factory.mktemp("kill_pretraining") / "dermascreen")
+    overrides = root / "conf" / "tiny" / "parameters_pretraining.yml"
+    config = yaml.safe_load(overrides.read_text())
+    assert config["pretraining"]["shared"]["pretrain"]["checkpoint_every_s"] == 0  # a state after every epoch
+    config["pretraining"]["shared"]["pretrain"].update(epochs=2, max_batches=150)
+    overrides.write_text(yaml.safe_dump(config))
+    # The model input and the uninterrupted run in one start.
+    run(["kedro", "run", "--env", "tiny", "--to-nodes", "pretraining.mae.pretrain"], root)
+    uninterrupted = pretraining_results(root)
+    shutil.rmtree(root / PRETRAINING_STATE)
+
+    state, log = interrupted(PRETRAIN_MAE, root, signal.SIGKILL, tmp_path / "kedro.log", PRETRAINING_STATE)
+    assert log.count("pretraining epoch 1:") == 1 and "pretraining epoch 2:" not in log
+
+    log = run(PRETRAIN_MAE, root)
+    assert f"resuming from {state} after epoch 1" in log and "pretraining epoch 1:" not in log
+    assert pretraining_results(root) == uninterrupted

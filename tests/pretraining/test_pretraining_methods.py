@@ -52,10 +52,10 @@ def test_kmeans_recovers_two_obvious_parts():
 def test_semantic_masks_are_intra_part_at_the_start_and_whole_parts_at_the_end():
     parts = torch.arange(64).div(16, rounding_mode="floor").expand(4, -1)  # 4 parts of 16 patches
     g = torch.Generator().manual_seed(0)
-    _, _, intra = mask_from_scores(semantic_scores(parts, 1.0, 48, g), 48)
+    _, _, intra = mask_from_scores(semantic_scores(parts, 4, 1.0, 48, g), 48)
     per_part = torch.stack([intra[:, parts[0] == p].sum(1) for p in range(4)], 1)
     assert torch.all(per_part == 12)  # 75% of every part
-    _, _, inter = mask_from_scores(semantic_scores(parts, 0.0, 48, g), 48)
+    _, _, inter = mask_from_scores(semantic_scores(parts, 4, 0.0, 48, g), 48)
     per_part = torch.stack([inter[:, parts[0] == p].sum(1) for p in range(4)], 1)
     assert torch.all(torch.sort(per_part, 1).values == torch.tensor([0, 16, 16, 16]))  # 3 whole parts
 
@@ -137,8 +137,7 @@ def test_every_method_trains_deterministically_in_the_engine(method):
         torch.manual_seed(1)
         source = ViTEncoder(**ENCODER)
         trainer = build_pretrainer(method, _mae(), PRETRAIN, options, data, NORMALIZATION, source)
-        return run_pretraining(trainer, data["images"], NORMALIZATION, epochs=2, batch_size=16,
-                               warmup_epochs=0.5, seed=0)
+        return run_pretraining(trainer, data, NORMALIZATION, epochs=2, batch_size=16, warmup_epochs=0.5, seed=0)
 
     first, second = run(), run()
     assert [row["epoch"] for row in first] == [1, 2]

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from kedro.runner import SequentialRunner
 
-from project_helpers import project_catalog
+from project_helpers import load_config, project_catalog
 from dermascreen.models.vit import build_vit
 from dermascreen.pipelines.pretraining import create_pipeline
 from dermascreen.training.device import cpu_name
@@ -31,7 +31,9 @@ def test_only_the_report_node_reads_test_and_guided_methods_follow_mae():
 
 
 def test_tiny_profile_runs_end_to_end(tmp_path):
-    catalog = project_catalog(tmp_path, env="tiny")
+    params = load_config("tiny", "parameters")
+    params["pretraining"]["shared"]["state_dir"] = str(tmp_path / "data" / "06_models" / "pretraining_state")
+    catalog = project_catalog(tmp_path, env="tiny", parameters=params)
     for name, (n, seed) in {"train_set": (112, 0), "val_set": (35, 1), "test_set": (35, 2)}.items():
         catalog[name] = _split(n, seed)
     catalog["normalization"] = {"mean": [0.5, 0.5, 0.5], "std": [0.29, 0.29, 0.29]}

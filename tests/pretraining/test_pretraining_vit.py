@@ -33,9 +33,11 @@ def test_encoder_runs_on_visible_patches_only():
     torch.testing.assert_close(encoder(images, every), encoder(images))
 
 
-def test_cls_attention_is_a_distribution_over_patches_per_head():
+def test_cls_attention_is_a_distribution_over_patches_per_head_beside_the_tokens():
     torch.manual_seed(0)
-    attention = ViTEncoder(**TINY).cls_attention(torch.randn(3, 3, 28, 28))
+    encoder, images = ViTEncoder(**TINY), torch.randn(3, 3, 28, 28)
+    tokens, attention = encoder.forward_with_cls_attention(images)
+    torch.testing.assert_close(tokens, encoder(images))  # one pass gives forward's tokens too
     assert attention.shape == (3, 2, 64)
     assert torch.all(attention.sum(-1) < 1)  # the rest goes to [CLS] itself
     assert torch.all(attention > 0)

@@ -73,6 +73,16 @@ def test_train_batches_cut_to_max_batches_and_yield_device_tensors():
     assert torch.equal(images, torch.from_numpy(split["images"][labels.numpy()]))
 
 
+def test_drop_last_leaves_out_the_short_batch_and_needs_one_full_batch():
+    split = indexed_split(10)
+    kept, dropped = train_batches(split, "binary", 4, CPU, seed=1), train_batches(split, "binary", 4, CPU, seed=1,
+                                                                                 drop_last=True)
+
+    assert [len(labels) for _, labels in dropped] == [4, 4] and epoch_labels(dropped, 0) == epoch_labels(kept, 0)[:8]
+    with pytest.raises(ValueError, match="10 samples cannot fill one batch of 16"):
+        train_batches(split, "binary", 16, CPU, seed=1, drop_last=True)
+
+
 def test_eval_batches_every_sample_once_in_order_with_a_short_last_batch():
     batches = eval_batches(indexed_split(10), "binary", 4, CPU)
 

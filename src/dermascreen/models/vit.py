@@ -103,9 +103,9 @@ class ViTEncoder(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    @torch.no_grad()
-    def cls_attention(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, heads, N): the last block's attention from [CLS] to each patch."""
+    def forward_with_cls_attention(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) -> (``forward``'s tokens (B, 1+N, D), the last block's attention from [CLS] to
+        each patch (B, heads, N)), in one pass through the blocks."""
         x = self.patch_tokens(images)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)
@@ -117,7 +117,7 @@ class ViTEncoder(nn.Module):
         q, k, _ = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, 1+N, hd)
         q, k = attn.q_norm(q), attn.k_norm(k)
         weights = (q[:, :, :1] @ k.transpose(-2, -1) * attn.scale).softmax(-1)  # (B, heads, 1, 1+N)
-        return weights[:, :, 0, 1:]
+        return self.norm(last(x)), weights[:, :, 0, 1:]
 
 
 class ViTClassifier(nn.Module):

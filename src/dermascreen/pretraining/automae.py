@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dermascreen.models.vit import ViTEncoder
-from dermascreen.pretraining.engine import make_optimizer
+from dermascreen.pretraining.engine import PretrainerBase, make_optimizer
 from dermascreen.pretraining.mae import MaskedAutoencoder, masked_mean
 
 
@@ -80,13 +80,13 @@ class MaskDiscriminator(nn.Module):
         return self.net(masks).squeeze(-1)
 
 
-class AutoMAEPretrainer:
+class AutoMAEPretrainer(PretrainerBase):
     """MAE + mask generator + discriminator, each with its own optimiser, one step per batch."""
 
-    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int,
-                 source_encoder: ViTEncoder, tau: float = 0.5, lambda_adversarial: float = 0.1,
+    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int, precision: str = "fp32",
+                 *, source_encoder: ViTEncoder, tau: float = 0.5, lambda_adversarial: float = 0.1,
                  generator_lr: float = 1e-4, rectangles: int = 3):
-        self.mae = mae
+        self.mae, self.precision = mae, precision
         self.source = source_encoder.eval().requires_grad_(False)
         device = mae.encoder.cls_token.device
         self.mask_generator = MaskGenerator(source_encoder.embed_dim,
@@ -98,17 +98,20 @@ class AutoMAEPretrainer:
         self.tau, self.lambda_adversarial, self.rectangles = tau, lambda_adversarial, rectangles
         self.generator = torch.Generator().manual_seed(seed)
 
-    def train(self, mode: bool = True) -> "AutoMAEPretrainer":
-        for module in (self.mae, self.mask_generator, self.discriminator):
-            module.train(mode)
-        return self
+    def trained(self) -> dict[str, nn.Module]:
+        return {"mae": self.mae, "mask_generator": self.mask_generator, "discriminator": self.discriminator}
+
+    def frozen(self) -> dict[str, nn.Module]:
+        return {"source": self.source}
 
     def generated_mask(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images -> (straight-through mask (B, N), scores (B, N) whose top M it masks)."""
-        with torch.no_grad():
-            tokens = self.source(images)[:, 1:]
-            attention = self.source.cls_attention(images)
-        logits = self.mask_generator(tokens, attention)
+        """images -> (straight-through mask (B, N), scores (B, N) whose top M it masks).
+
+        The frozen encoder runs once: its tokens and last-block [CLS] attention come from one pass.
+        """
+        with torch.no_grad(), self.autocast():
+            tokens, attention = self.source.forward_with_cls_attention(images)
+        logits = self.mask_generator(tokens[:, 1:].float(), attention.float())  # small: fp32
         return gumbel_topk_mask(logits, self.mae.n_masked, self.tau, self.generator)
 
     def mask_scores(self, images: torch.Tensor, progress: float) -> torch.Tensor:
@@ -121,10 +124,12 @@ class AutoMAEPretrainer:
     def losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three players' losses on one batch (each only reaches its own player's parameters)."""
         mask_st, scores = self.generated_mask(images)
-        out = self.mae(images, scores)  # out.mask equals mask_st's forward value
-        reconstruction = masked_mean(out.errors, out.mask)
+        with self.autocast():
+            out = self.mae(images, scores)  # out.mask equals mask_st's forward value
+        errors = out.errors.float()
+        reconstruction = masked_mean(errors, out.mask)
         # The generator gains where the MAE's error is high: gradient only through mask_st.
-        generator_gain = masked_mean(out.errors.detach(), mask_st)
+        generator_gain = masked_mean(errors.detach(), mask_st)
         real = torch.ones(len(images), device=images.device)
         fool = F.binary_cross_entropy_with_logits(self.discriminator(mask_st), real)
         d_real = self.discriminator(self.prior_masks(len(images), images.device))
@@ -134,7 +139,7 @@ class AutoMAEPretrainer:
         return {"reconstruction": reconstruction, "generator": -generator_gain + self.lambda_adversarial * fool,
                 "discriminator": discriminator}
 
-    def step(self, images: torch.Tensor, progress: float) -> dict[str, float]:
+    def step(self, images: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
         losses = self.losses(images)
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
@@ -144,5 +149,6 @@ class AutoMAEPretrainer:
         (losses["reconstruction"] + losses["discriminator"]).backward()
         for optimizer in self.optimizers:
             optimizer.step()
-        return {"loss": losses["reconstruction"].item(), "generator": losses["generator"].item(),
-                "discriminator": losses["discriminator"].item()}
+        self.steps += 1
+        return {"loss": losses["reconstruction"].detach(), "generator": losses["generator"].detach(),
+                "discriminator": losses["discriminator"].detach()}

@@ -1,10 +1,12 @@
-"""The Ignite engine every pretraining method runs in.
+"""The Ignite engine every pretraining method runs in, on the training package's machinery.
 
-A method is a ``Pretrainer``: it owns its modules and optimisers and a small ``step`` (the
-process function's body) that takes one batch of normalised images and returns its losses.
-``run_pretraining`` builds the engine and attaches every handler in one place: the learning
-rate schedule (linear warmup then cosine, as MAE), per-epoch loss means and throughput, and an
-error on a non-finite loss.
+A method is a ``Pretrainer`` (``PretrainerBase``): it owns its modules and optimisers and a small
+``step`` (the process function's body) that takes one batch of normalised images and returns its
+losses as device tensors. ``run_pretraining`` draws the batches on the device
+(``training.data.SplitBatches``), runs under ``kernel_settings`` (TF32 and cudnn.benchmark on CUDA)
+and attaches every handler in one place: the learning rate schedule (linear warmup then cosine, as
+MAE), per-epoch loss means read once per epoch (no per-step synchronisation), an error on a
+non-finite epoch loss, progress bars, and the resumable state of ``training.checkpoint``.
 """
 
 from __future__ import annotations
@@ -12,14 +14,21 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, ContextManager, Protocol
 
-import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar
 from torch import nn
 
+from dermascreen.training.checkpoint import TrainingCheckpoint, job_description
+from dermascreen.training.data import normalization_tensors, to_model_input, train_batches
+from dermascreen.training.device import autocast_context, kernel_settings
+
 logger = logging.getLogger(__name__)
+# The code a pretraining run executes: a change in it makes a saved state another job's.
+CODE = ("models", "training", "pretraining")
 
 
 class Pretrainer(Protocol):
@@ -27,43 +36,69 @@ class Pretrainer(Protocol):
 
     mae: nn.Module  # the MaskedAutoencoder whose encoder is the product
     optimizers: list[torch.optim.Optimizer]
+    device: torch.device
+    precision: str
 
-    def step(self, images: torch.Tensor, progress: float) -> dict[str, float]:
-        """One training iteration on images (B, 3, H, W) at ``progress`` in [0, 1) of the run."""
+    def step(self, images: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
+        """One training iteration on images (B, 3, H, W) at ``progress`` in [0, 1) of the run;
+        detached scalar losses on the device."""
 
-    def train(self, mode: bool = True) -> Any:
-        """Switch the trained modules to training mode."""
+    def train(self, mode: bool = True) -> Any: ...
 
+    def job_weights(self) -> dict[str, torch.Tensor]: ...
 
-class ShuffledBatches:
-    """Index batches over ``n`` samples, reshuffled every epoch from a seeded generator.
+    def state_dict(self) -> dict[str, Any]: ...
 
-    The last incomplete batch is dropped: the uniformity term and MLO-MAE's levels need full,
-    equally sized batches.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, max_batches: int | None = None):
-        if n < batch_size:
-            raise ValueError(f"{n} images cannot fill one batch of {batch_size}")
-        self.n, self.batch_size, self.max_batches = n, batch_size, max_batches
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        full = self.n // self.batch_size
-        return full if self.max_batches is None else min(full, self.max_batches)
-
-    def __iter__(self):
-        order = torch.randperm(self.n, generator=self.generator)
-        return iter(order[: len(self) * self.batch_size].view(len(self), self.batch_size))
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def to_model_input(images_uint8: torch.Tensor, normalization: dict[str, list[float]],
-                   device: torch.device | str) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) normalised with the train mean/std, on ``device``."""
-    x = images_uint8.to(device).permute(0, 3, 1, 2).float().div_(255)
-    mean = torch.tensor(normalization["mean"], device=device).view(1, 3, 1, 1)
-    std = torch.tensor(normalization["std"], device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
+class PretrainerBase:
+    """State shared by every method: ``trained`` modules with their ``optimizers``, ``frozen``
+    modules (a guided method's source encoder, an input of the job), the CPU generator that draws
+    masks and batches, and a step counter. ``state_dict`` holds all that changes while training."""
+
+    mae: nn.Module
+    optimizers: list[torch.optim.Optimizer]
+    generator: torch.Generator
+    precision: str = "fp32"
+    steps: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.mae.encoder.cls_token.device
+
+    def trained(self) -> dict[str, nn.Module]:
+        return {"mae": self.mae}
+
+    def frozen(self) -> dict[str, nn.Module]:
+        return {}
+
+    def autocast(self) -> ContextManager:
+        """bf16 autocast for the forward passes that are numerically safe in it (losses stay fp32)."""
+        return autocast_context(self.device, self.precision)
+
+    def train(self, mode: bool = True) -> "PretrainerBase":
+        for module in self.trained().values():
+            module.train(mode)
+        return self
+
+    def job_weights(self) -> dict[str, torch.Tensor]:
+        """Every module's weights, trained and frozen: what a run starts from."""
+        return {f"{name}.{key}": tensor for name, module in {**self.trained(), **self.frozen()}.items()
+                for key, tensor in module.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"modules": {name: module.state_dict() for name, module in self.trained().items()},
+                "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+                "generator": self.generator.get_state(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, module in self.trained().items():
+            module.load_state_dict(state["modules"][name])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        self.generator.set_state(state["generator"])
+        self.steps = state["steps"]
 
 
 def make_optimizer(modules: nn.Module | list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -82,10 +117,102 @@ def warmup_cosine(iteration: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (iteration - warmup) / max(1, total - warmup)))
 
 
-def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: list[dict[str, float]],
-                     warmup: int, total: int, batch_size: int) -> None:
+class History:
+    """One row per epoch: each loss's mean over the iterations that logged it, seconds, images/s."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state["rows"])
+
+
+class EpochLosses:
+    """Sums of each loss on the device and how many iterations logged it; read once per epoch.
+
+    Some losses are logged only on some iterations (MLO-MAE's upper levels): each is a mean where present.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for key, value in losses.items():
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.float()
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        if not self.sums:
+            return {}
+        values = torch.stack(list(self.sums.values())).tolist()  # the epoch's one wait for the device
+        return {key: value / self.counts[key] for key, value in zip(self.sums, values)}
+
+
+def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict[str, list[float]], *,
+                    epochs: int, batch_size: int, warmup_epochs: float, seed: int,
+                    max_batches: int | None = None, progress: bool = False,
+                    checkpoint_dir: str | Path | None = None, checkpoint_every_s: float = 300.0,
+                    settings: dict[str, Any] | None = None) -> list[dict[str, float]]:
+    """Train ``pretrainer`` for ``epochs`` over ``train_set`` (``images`` (N, H, W, 3) uint8,
+    ``labels``); the per-epoch history.
+
+    ``max_batches`` caps an epoch (a fresh random subset each epoch): small profiles' budget. With
+    ``checkpoint_dir``, the run saves its state (at the end of an epoch, at most every
+    ``checkpoint_every_s`` seconds, and at the end) and, started again as the same job, resumes
+    from it, or returns the stored history of a finished run. The job is ``settings`` (the
+    method's configuration), these arguments, the code, the data and every module's initial
+    weights (``training.checkpoint``'s fingerprint rules).
+    """
+    device = pretrainer.device
+    torch.manual_seed(seed)
+    with kernel_settings(device):
+        batches = train_batches(train_set, "labels", batch_size, device, seed, max_batches, drop_last=True)
+        mean, std = normalization_tensors(normalization, device)
+        total = epochs * len(batches)
+
+        def process(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+            images = to_model_input(batch[0], mean, std, channels_last=False)  # (B, 3, H, W)
+            return pretrainer.step(images, (engine.state.iteration - 1) / total)
+
+        engine = Engine(process)
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: batches.set_epoch(e.state.epoch - 1))
+        history = History()
+        _attach_handlers(engine, pretrainer, history, round(warmup_epochs * len(batches)), total,
+                         len(batches) * batch_size, progress)
+        if checkpoint_dir is not None:
+            run = {"epochs": epochs, "batch_size": batch_size, "warmup_epochs": warmup_epochs, "seed": seed,
+                   "max_batches": max_batches, "normalization": normalization, "device": device.type,
+                   "precision": pretrainer.precision}
+            job = job_description({"method": settings or {}, "run": run},
+                                  {key: train_set[key] for key in ("images", "labels")},
+                                  pretrainer.job_weights(), code=CODE)
+            checkpoint = TrainingCheckpoint(checkpoint_dir, {"engine": engine, "pretrainer": pretrainer,
+                                                             "history": history}, None, job, checkpoint_every_s)
+            # at the end of an epoch nothing random is under way; after the last one, COMPLETED saves
+            engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=lambda _, epoch: epoch < epochs),
+                                     lambda _: checkpoint.save_if_due())
+            engine.add_event_handler(Events.COMPLETED, lambda _: checkpoint.save("max_epochs"))
+            if checkpoint.restore():
+                # killed after saving its last epoch but before marking itself finished: finished too
+                if checkpoint.stop_reason is not None or engine.state.epoch >= epochs:
+                    logger.info("%s: the run is over, returning its stored history", checkpoint.path)
+                    return history.rows
+                logger.info("resuming from %s after epoch %d", checkpoint.path, engine.state.epoch)
+        engine.run(batches, max_epochs=epochs)
+    return history.rows
+
+
+def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: History, warmup: int, total: int,
+                     images_per_epoch: int, progress: bool) -> None:
     base_lrs = [[group["lr"] for group in opt.param_groups] for opt in pretrainer.optimizers]
-    epoch_losses: list[dict[str, float]] = []
+    losses = EpochLosses()
     clock = {"start": 0.0}
 
     @engine.on(Events.ITERATION_STARTED)
@@ -97,48 +224,22 @@ def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: list[dict[
 
     @engine.on(Events.EPOCH_STARTED)
     def start_epoch(engine: Engine) -> None:
-        epoch_losses.clear()
+        pretrainer.train()  # once per epoch: the figure leaves the modules in eval mode, nothing else does
+        losses.reset()
         clock["start"] = time.perf_counter()
 
-    @engine.on(Events.ITERATION_COMPLETED)
-    def record(engine: Engine) -> None:
-        losses = engine.state.output
-        if not all(math.isfinite(value) for value in losses.values()):
-            raise FloatingPointError(f"non-finite pretraining loss at iteration {engine.state.iteration}: {losses}")
-        epoch_losses.append(losses)
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.add(e.state.output))
 
     @engine.on(Events.EPOCH_COMPLETED)
     def summarise(engine: Engine) -> None:
+        means = losses.means()
+        if not all(math.isfinite(value) for value in means.values()):
+            raise FloatingPointError(f"non-finite pretraining loss in epoch {engine.state.epoch}: {means}")
         seconds = time.perf_counter() - clock["start"]
-        # Some losses are logged only on some iterations (MLO-MAE's upper levels): mean where present.
-        keys = dict.fromkeys(key for losses in epoch_losses for key in losses)
-        row = {"epoch": engine.state.epoch,
-               **{key: float(np.mean([l[key] for l in epoch_losses if key in l])) for key in keys},
-               "seconds": seconds, "images_per_s": len(epoch_losses) * batch_size / seconds}
-        history.append(row)
+        row = {"epoch": engine.state.epoch, **means, "seconds": seconds, "images_per_s": images_per_epoch / seconds}
+        history.rows.append(row)
         logger.info("pretraining epoch %d: %s", engine.state.epoch,
                     ", ".join(f"{key} {value:.4g}" for key, value in row.items() if key != "epoch"))
 
-
-def run_pretraining(pretrainer: Pretrainer, images_uint8: np.ndarray, normalization: dict[str, list[float]],
-                    epochs: int, batch_size: int, warmup_epochs: float, seed: int,
-                    device: torch.device | str = "cpu", max_batches: int | None = None) -> list[dict[str, float]]:
-    """Train ``pretrainer`` for ``epochs`` over ``images_uint8`` (N, H, W, 3); per-epoch history.
-
-    ``max_batches`` caps an epoch (a fresh random subset each epoch): small profiles' budget.
-    """
-    torch.manual_seed(seed)
-    images = torch.from_numpy(np.ascontiguousarray(images_uint8))
-    batches = ShuffledBatches(len(images), batch_size, seed, max_batches)
-    total = epochs * len(batches)
-
-    def process(engine: Engine, indices: torch.Tensor) -> dict[str, float]:
-        pretrainer.train()
-        progress = (engine.state.iteration - 1) / total
-        return pretrainer.step(to_model_input(images[indices], normalization, device), progress)
-
-    engine = Engine(process)
-    history: list[dict[str, float]] = []
-    _attach_handlers(engine, pretrainer, history, round(warmup_epochs * len(batches)), total, batch_size)
-    engine.run(batches, max_epochs=epochs)
-    return history
+    if progress:
+        ProgressBar(persist=False).attach(engine)

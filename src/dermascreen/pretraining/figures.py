@@ -11,8 +11,9 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from dermascreen.models.vit import resize_to  # noqa: E402
-from dermascreen.pretraining.engine import Pretrainer, to_model_input  # noqa: E402
+from dermascreen.pretraining.engine import Pretrainer  # noqa: E402
 from dermascreen.pretraining.mae import patchify, random_scores, unpatchify  # noqa: E402
+from dermascreen.training.data import normalization_tensors, to_model_input  # noqa: E402
 
 
 def _to_rgb(images: torch.Tensor, normalization: dict[str, list[float]]) -> np.ndarray:
@@ -40,8 +41,9 @@ def reconstruction_figure(pretrainer: Pretrainer, images_uint8: np.ndarray, norm
     """One row per image: original, masked and reconstructed with the method's mask, then, for a
     learned masking method, the same with MAE's random mask for comparison."""
     pretrainer.train(False)
-    device = pretrainer.mae.encoder.cls_token.device
-    images = to_model_input(torch.from_numpy(np.ascontiguousarray(images_uint8)), normalization, device)
+    device = pretrainer.device
+    images = to_model_input(torch.from_numpy(np.ascontiguousarray(images_uint8)).to(device),
+                            *normalization_tensors(normalization, device), channels_last=False)
     columns = {"original": _to_rgb(resize_to(images, pretrainer.mae.encoder.img_size), normalization)}
     own = pretrainer.mask_scores(images, 1.0)
     variants = [(f"{method} mask", own)]

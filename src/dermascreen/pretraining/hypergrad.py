@@ -48,13 +48,13 @@ def darts_hypergradient(inner_loss: Loss, outer_loss: Loss, inner_params: Sequen
     with torch.no_grad():
         for p, saved in zip(inner_params, backup):
             p.copy_(saved)
-    norm = torch.sqrt(sum((g * g).sum() for g in v))
-    if norm == 0:
-        return direct
-    eps = epsilon / norm.item()
-    _add_(inner_params, v, eps)
+    # No wait for the device: eps stays a tensor. A zero v perturbs nothing, so plus == minus and
+    # the second term is 0 (the clamp only avoids 0 / 0).
+    eps = epsilon / torch.sqrt(sum((g * g).sum() for g in v)).clamp_min(1e-12)
+    delta = [g * eps for g in v]
+    _add_(inner_params, delta, 1.0)
     plus = _grads(inner_loss(), outer_params)
-    _add_(inner_params, v, -2 * eps)
+    _add_(inner_params, delta, -2.0)
     minus = _grads(inner_loss(), outer_params)
     with torch.no_grad():
         for p, saved in zip(inner_params, backup):

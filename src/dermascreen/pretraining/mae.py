@@ -18,7 +18,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from dermascreen.models.vit import ViTEncoder, resize_to
-from dermascreen.pretraining.engine import make_optimizer
+from dermascreen.pretraining.engine import PretrainerBase, make_optimizer
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -147,31 +147,30 @@ class MaskedAutoencoder(nn.Module):
         return unpatchify(pred, self.encoder.patch_size)
 
 
-class MAEPretrainer:
+class MAEPretrainer(PretrainerBase):
     """MAE's training step: random masking, masked MSE, one AdamW step."""
 
-    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int):
-        self.mae = mae
+    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int, precision: str = "fp32"):
+        self.mae, self.precision = mae, precision
         self.optimizers = [make_optimizer(mae, lr, weight_decay)]
         self.generator = torch.Generator().manual_seed(seed)
-
-    def train(self, mode: bool = True) -> "MAEPretrainer":
-        self.mae.train(mode)
-        return self
 
     def mask_scores(self, images: torch.Tensor, progress: float) -> torch.Tensor:
         """Per-patch scores (B, N) at ``progress`` of the run; the method masks the highest."""
         return random_scores(len(images), self.mae.num_patches, self.generator).to(images.device)
 
-    def loss(self, out: MAEOutput) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = masked_mean(out.errors, out.mask)
-        return loss, {"loss": loss.item()}
+    def loss(self, out: MAEOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss = masked_mean(out.errors.float(), out.mask)
+        return loss, {"loss": loss.detach()}
 
-    def step(self, images: torch.Tensor, progress: float) -> dict[str, float]:
-        out = self.mae(images, self.mask_scores(images, progress))
+    def step(self, images: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
+        scores = self.mask_scores(images, progress)
+        with self.autocast():
+            out = self.mae(images, scores)
         loss, logged = self.loss(out)
         optimizer = self.optimizers[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        self.steps += 1
         return logged

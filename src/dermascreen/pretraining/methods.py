@@ -34,9 +34,11 @@ def build_pretrainer(method: str, mae: MaskedAutoencoder, pretrain: dict[str, An
     """The pretrainer of ``method`` around ``mae``; ``options`` are the method's own keys.
 
     SemMAE and AutoMAE need ``source_encoder``; MLO-MAE needs the labelled ``train_set`` and
-    ``normalization`` for its upper levels. Every module lives on ``mae``'s device.
+    ``normalization`` for its upper levels. Every module lives on ``mae``'s device;
+    ``pretrain["precision"]`` (resolved: ``fp32`` or ``bf16``, default fp32) is its forwards' precision.
     """
-    common = {"lr": pretrain["lr"], "weight_decay": pretrain["weight_decay"], "seed": pretrain["seed"]}
+    common = {"lr": pretrain["lr"], "weight_decay": pretrain["weight_decay"], "seed": pretrain["seed"],
+              "precision": pretrain.get("precision", "fp32")}
     if method == "mae":
         return MAEPretrainer(mae, **common)
     if method == "umae":

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dermascreen.models.vit import ViTEncoder
-from dermascreen.pretraining.engine import make_optimizer, to_model_input
+from dermascreen.pretraining.engine import PretrainerBase, make_optimizer
 from dermascreen.pretraining.hypergrad import darts_hypergradient
 from dermascreen.pretraining.mae import MaskedAutoencoder, masked_mean
+from dermascreen.training.data import normalization_tensors, to_model_input
 
 
 class MaskingNetwork(nn.Module):
@@ -53,33 +54,36 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
     return np.setdiff1d(np.arange(len(labels)), held_out), held_out
 
 
-class MLOMAEPretrainer:
-    """The three levels; ``step`` runs one level-1 step and, every ``unroll`` steps, levels 2 and 3."""
+class MLOMAEPretrainer(PretrainerBase):
+    """The three levels; ``step`` runs one level-1 step and, every ``unroll`` steps, levels 2 and 3.
 
-    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int,
-                 images: np.ndarray, labels: np.ndarray, normalization: dict[str, list[float]],
+    Only level 1's forward runs under bf16 autocast: the hypergradient's finite differences
+    (perturbations of 0.01 / ||v||) and the small upper levels stay in fp32.
+    """
+
+    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int, precision: str = "fp32",
+                 *, images: np.ndarray, labels: np.ndarray, normalization: dict[str, list[float]],
                  num_classes: int = 7, holdout_fraction: float = 0.2, unroll: int = 2,
                  head_lr: float = 1e-3, mask_lr: float = 1e-4, batch_size: int = 64,
                  masking_network: dict | None = None):
-        self.mae = mae
-        self.device = device = mae.encoder.cls_token.device
+        self.mae, self.precision = mae, precision
+        device = self.device
         self.masking = MaskingNetwork(mae.encoder.img_size, mae.encoder.patch_size,
                                       **(masking_network or {})).to(device)
         self.head = nn.Linear(mae.encoder.embed_dim, num_classes).to(device)
         self.optimizers = [make_optimizer(mae, lr, weight_decay), make_optimizer(self.head, head_lr, 0.0),
                            make_optimizer(self.masking, mask_lr, 0.0)]
         train_idx, held_idx = stratified_holdout(labels, holdout_fraction, seed)
-        self.portions = {name: (torch.from_numpy(images[idx]), torch.from_numpy(labels[idx]).long())
+        # on the device, as the training split: a labelled batch costs no host-to-device copy
+        self.portions = {name: (torch.from_numpy(images[idx]).to(device),
+                                torch.from_numpy(labels[idx]).long().to(device))
                          for name, idx in (("train", train_idx), ("held_out", held_idx))}
-        self.normalization = normalization
+        self.mean, self.std = normalization_tensors(normalization, device)
         self.unroll, self.batch_size = unroll, batch_size
         self.generator = torch.Generator().manual_seed(seed)
-        self.steps = 0
 
-    def train(self, mode: bool = True) -> "MLOMAEPretrainer":
-        for module in (self.mae, self.masking, self.head):
-            module.train(mode)
-        return self
+    def trained(self) -> dict[str, nn.Module]:
+        return {"mae": self.mae, "masking": self.masking, "head": self.head}
 
     def mask_scores(self, images: torch.Tensor, progress: float) -> torch.Tensor:
         with torch.no_grad():
@@ -87,8 +91,8 @@ class MLOMAEPretrainer:
 
     def labelled_batch(self, portion: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = self.portions[portion]
-        pick = torch.randint(len(images), (self.batch_size,), generator=self.generator)
-        return to_model_input(images[pick], self.normalization, self.device), labels[pick].to(self.device)
+        pick = torch.randint(len(images), (self.batch_size,), generator=self.generator).to(self.device)
+        return to_model_input(images[pick], self.mean, self.std, channels_last=False), labels[pick]
 
     def reconstruction_loss(self, images: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Level 1: masked MSE weighted by the masking probabilities (mask fixed by ``scores``)."""
@@ -99,21 +103,22 @@ class MLOMAEPretrainer:
         features = self.mae.encoder(images)[:, 1:].mean(dim=1)  # (B, D)
         return F.cross_entropy(self.head(features), labels)
 
-    def step(self, images: torch.Tensor, progress: float) -> dict[str, float]:
+    def step(self, images: torch.Tensor, progress: float) -> dict[str, torch.Tensor]:
         mae_opt = self.optimizers[0]
         scores = self.mask_scores(images, progress)  # masking probabilities, also the loss weights
-        out = self.mae(images, scores)
-        reconstruction = masked_mean(out.errors, out.mask, weights=scores)
+        with self.autocast():
+            out = self.mae(images, scores)
+        reconstruction = masked_mean(out.errors.float(), out.mask, weights=scores)
         mae_opt.zero_grad(set_to_none=True)
         reconstruction.backward()
         mae_opt.step()
         self.steps += 1
-        logged = {"loss": reconstruction.item()}
+        logged = {"loss": reconstruction.detach()}
         if self.steps % self.unroll == 0:
             logged.update(self.upper_levels(images, scores, mae_opt.param_groups[0]["lr"]))
         return logged
 
-    def upper_levels(self, images: torch.Tensor, scores: torch.Tensor, inner_lr: float) -> dict[str, float]:
+    def upper_levels(self, images: torch.Tensor, scores: torch.Tensor, inner_lr: float) -> dict[str, torch.Tensor]:
         """Level 2 (head) then level 3 (masking network through the hypergradient)."""
         _, head_opt, mask_opt = self.optimizers
         x_train, y_train = self.labelled_batch("train")
@@ -134,5 +139,5 @@ class MLOMAEPretrainer:
             param.grad = grad
         mask_opt.step()
         with torch.no_grad():
-            held_out_loss = self.classification_loss(x_held, y_held).item()
-        return {"head_loss": head_loss.item(), "held_out_loss": held_out_loss}
+            held_out_loss = self.classification_loss(x_held, y_held)
+        return {"head_loss": head_loss.detach(), "held_out_loss": held_out_loss}

@@ -42,9 +42,9 @@ def kmeans_parts(features: torch.Tensor, k: int, iterations: int = 10) -> torch.
     return (x @ centres.transpose(1, 2)).argmax(-1)
 
 
-def semantic_scores(parts: torch.Tensor, intra_weight: float, n_masked: int,
+def semantic_scores(parts: torch.Tensor, num_parts: int, intra_weight: float, n_masked: int,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """parts (B, N) -> scores (B, N) whose top ``n_masked`` form the SemMAE mask.
+    """parts (B, N) in [0, ``num_parts``) -> scores (B, N) whose top ``n_masked`` form the SemMAE mask.
 
     ``round(intra_weight * n_masked)`` patches are masked intra-part: each patch's score is its
     random rank within its own part as a fraction of the part's size, so the top of it takes the
@@ -52,7 +52,7 @@ def semantic_scores(parts: torch.Tensor, intra_weight: float, n_masked: int,
     parts per image.
     """
     b, n = parts.shape
-    k = int(parts.max()) + 1
+    k = num_parts  # given, not read from ``parts``: reading a device tensor waits for the device
     noise = torch.rand(b, n, generator=generator).to(parts.device)
     same = parts[:, :, None] == parts[:, None, :]  # (B, N, N)
     below = (noise[:, None, :] < noise[:, :, None]) & same
@@ -69,18 +69,22 @@ def semantic_scores(parts: torch.Tensor, intra_weight: float, n_masked: int,
 class SemMAEPretrainer(MAEPretrainer):
     """MAE whose masks follow K semantic parts from a frozen pretrained encoder."""
 
-    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int,
-                 part_encoder: ViTEncoder, num_parts: int = 4, kmeans_iterations: int = 10):
-        super().__init__(mae, lr, weight_decay, seed)
+    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int, precision: str = "fp32",
+                 *, part_encoder: ViTEncoder, num_parts: int = 4, kmeans_iterations: int = 10):
+        super().__init__(mae, lr, weight_decay, seed, precision)
         self.part_encoder = part_encoder.eval().requires_grad_(False)
         self.num_parts, self.kmeans_iterations = num_parts, kmeans_iterations
+
+    def frozen(self) -> dict[str, torch.nn.Module]:
+        return {"part_encoder": self.part_encoder}
 
     @torch.no_grad()
     def parts(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) -> part index (B, N) from the frozen encoder's patch tokens."""
-        features = self.part_encoder(images)[:, 1:]
-        return kmeans_parts(features, self.num_parts, self.kmeans_iterations)
+        with self.autocast():
+            features = self.part_encoder(images)[:, 1:]
+        return kmeans_parts(features.float(), self.num_parts, self.kmeans_iterations)  # k-means in fp32
 
     def mask_scores(self, images: torch.Tensor, progress: float) -> torch.Tensor:
-        return semantic_scores(self.parts(images), intra_part_weight(progress), self.mae.n_masked,
+        return semantic_scores(self.parts(images), self.num_parts, intra_part_weight(progress), self.mae.n_masked,
                                self.generator)

@@ -24,14 +24,14 @@ def uniformity_loss(features: torch.Tensor) -> torch.Tensor:
 class UMAEPretrainer(MAEPretrainer):
     """MAE with random masking whose loss adds ``lambda_uniformity`` * uniformity of [CLS] features."""
 
-    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int,
+    def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float, seed: int, precision: str = "fp32",
                  lambda_uniformity: float = 0.01):
-        super().__init__(mae, lr, weight_decay, seed)
+        super().__init__(mae, lr, weight_decay, seed, precision)
         self.lambda_uniformity = lambda_uniformity
 
-    def loss(self, out: MAEOutput) -> tuple[torch.Tensor, dict[str, float]]:
-        reconstruction = masked_mean(out.errors, out.mask)
-        uniformity = uniformity_loss(out.latent[:, 0])
+    def loss(self, out: MAEOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        reconstruction = masked_mean(out.errors.float(), out.mask)
+        uniformity = uniformity_loss(out.latent[:, 0].float())
         loss = reconstruction + self.lambda_uniformity * uniformity
-        return loss, {"loss": loss.item(), "reconstruction": reconstruction.item(),
-                      "uniformity": uniformity.item()}
+        return loss, {"loss": loss.detach(), "reconstruction": reconstruction.detach(),
+                      "uniformity": uniformity.detach()}

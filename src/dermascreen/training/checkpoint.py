@@ -63,15 +63,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def job_description(settings: Mapping[str, Any], data: Mapping[str, np.ndarray],
-                    initial_weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+                    initial_weights: Mapping[str, torch.Tensor], code: tuple[str, ...] = CODE) -> dict[str, Any]:
     """What makes two runs the same job, in plain types a checkpoint can store and compare.
 
     ``settings``: nested and JSON-able (other values count by their ``repr``), stored flat with
     dotted keys so that a difference can be named; ``code``: one digest per source file of
-    ``CODE``; ``data`` and ``initial_weights``: one digest each.
+    ``code`` (the training code by default); ``data`` and ``initial_weights``: one digest each.
     """
     return {"settings": _flatten(json.loads(json.dumps(settings, sort_keys=True, default=repr))),
-            "code": dict(code_digests()),
+            "code": dict(code_digests(code=code)),
             "data": _arrays_digest(data),
             "initial_weights": _arrays_digest({name: tensor.detach().cpu().float().numpy()
                                                for name, tensor in initial_weights.items()})}
@@ -114,8 +114,8 @@ def job_differences(saved: Mapping[str, Any] | None, current: Mapping[str, Any])
 
 
 @functools.lru_cache(maxsize=4)
-def code_digests(package: Path = PACKAGE) -> dict[str, str]:
-    """A digest of each source file of ``CODE`` (a folder: every ``.py`` file under it) in
+def code_digests(package: Path = PACKAGE, code: tuple[str, ...] = CODE) -> dict[str, str]:
+    """A digest of each source file of ``code`` (a folder: every ``.py`` file under it) in
     ``package`` (default: the ``dermascreen`` package Python imported), by path relative to it.
 
     Every file counts, imported yet or not. The digest is of the syntax tree without docstrings:
@@ -123,7 +123,7 @@ def code_digests(package: Path = PACKAGE) -> dict[str, str]:
     process, close to when the code was imported.
     """
     files = set()
-    for name in CODE:
+    for name in code:
         path = package / name
         files.update(path.rglob("*.py") if path.is_dir() else [path])
     return {path.relative_to(package).as_posix(): source_digest(path.read_text(encoding="utf-8"))
@@ -150,12 +150,13 @@ class TrainingCheckpoint:
     """Saves and restores a run's state in ``directory``.
 
     ``objects``: each with ``state_dict``/``load_state_dict``. ``best``: the best-model tracker
-    (``engines.BestModel``); its ``state_dict()["weights"]`` go to their own file, written only
-    when the best epoch changes. ``every_s``: ``save_if_due`` writes at most this often.
-    A new checkpoint removes the temporary files that a killed write left in ``directory``.
+    (``engines.BestModel``), or None for a run that keeps no best model (pretraining); its
+    ``state_dict()["weights"]`` go to their own file, written only when the best epoch changes.
+    ``every_s``: ``save_if_due`` writes at most this often. A new checkpoint removes the temporary
+    files that a killed write left in ``directory``.
     """
 
-    def __init__(self, directory: str | Path, objects: dict[str, Any], best: Any, job: dict[str, Any],
+    def __init__(self, directory: str | Path, objects: dict[str, Any], best: Any | None, job: dict[str, Any],
                  every_s: float):
         self.directory = Path(directory)
         self.path = self.directory / FILENAME
@@ -188,7 +189,7 @@ class TrainingCheckpoint:
         self._last_save = time.monotonic()
         if idist.get_rank() != 0:
             return
-        best = self.best.state_dict()
+        best = self.best.state_dict() if self.best is not None else {"epoch": None, "weights": None}
         weights = best.pop("weights")
         if best["epoch"] is not None and best["epoch"] != self._best_on_disk:
             with atomic_write(self._best_path(best["epoch"]), suffix=".pt") as tmp:
@@ -222,7 +223,8 @@ class TrainingCheckpoint:
             weights = self._load(self._best_path(best["epoch"]), f"the best weights that {FILENAME} names are "
                                                                  "missing or unreadable")
             self._best_on_disk = best["epoch"]
-        self.best.load_state_dict({**best, "weights": weights})
+        if self.best is not None:
+            self.best.load_state_dict({**best, "weights": weights})
         set_rng_state(state["rng"][idist.get_rank()])
         self.stop_reason = state["stop_reason"]
         return True

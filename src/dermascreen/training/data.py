@@ -59,11 +59,12 @@ class SplitBatches:
     strided share; it depends only on (seed, e), so a run resumed at epoch e sees the batches an
     uninterrupted run would. Without ``shuffle`` every rank gets every sample once, in order
     (evaluation: metrics are exact and identical across ranks). ``batch_size`` is global, split
-    across ranks; ``max_batches`` cuts each epoch (small profiles' budget).
+    across ranks; ``max_batches`` cuts each epoch (small profiles' budget); ``drop_last`` leaves out
+    the last incomplete batch (pretraining: its batch terms and MLO-MAE's levels need full batches).
     """
 
     def __init__(self, split: dict, label_key: str, batch_size: int, device: torch.device, *,
-                 shuffle: bool, seed: int = 0, max_batches: int | None = None):
+                 shuffle: bool, seed: int = 0, max_batches: int | None = None, drop_last: bool = False):
         images = torch.from_numpy(np.ascontiguousarray(split["images"]))
         labels = torch.from_numpy(np.asarray(split[label_key], dtype=np.int64))
         self.device = device
@@ -74,7 +75,10 @@ class SplitBatches:
         world = idist.get_world_size() if shuffle else 1
         self.rank_batch = max(batch_size // world, 1) if shuffle else batch_size
         self.rank_samples = math.ceil(len(labels) / world)
-        batches = math.ceil(self.rank_samples / self.rank_batch)
+        batches = (self.rank_samples // self.rank_batch if drop_last
+                   else math.ceil(self.rank_samples / self.rank_batch))
+        if batches == 0:
+            raise ValueError(f"{len(labels)} samples cannot fill one batch of {self.rank_batch}")
         self.num_batches = batches if max_batches is None else min(batches, max_batches)
 
     def set_epoch(self, epoch: int) -> None:
@@ -110,9 +114,10 @@ def _fits_on(device: torch.device, nbytes: int) -> bool:
 
 
 def train_batches(split: dict, label_key: str, batch_size: int, device: torch.device, seed: int,
-                  max_batches: int | None = None) -> SplitBatches:
+                  max_batches: int | None = None, drop_last: bool = False) -> SplitBatches:
     """Shuffled training batches, this rank's share (see ``SplitBatches``)."""
-    return SplitBatches(split, label_key, batch_size, device, shuffle=True, seed=seed, max_batches=max_batches)
+    return SplitBatches(split, label_key, batch_size, device, shuffle=True, seed=seed, max_batches=max_batches,
+                        drop_last=drop_last)
 
 
 def eval_batches(split: dict, label_key: str, batch_size: int, device: torch.device) -> SplitBatches:

@@ -109,7 +109,7 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
         handlers = attach_handlers(trainer, evaluator, model, optimizer,
                                    eval_batches(val, label_key, cfg["batch_size"], device),
                                    monitor=cfg["monitor"], mode=cfg["mode"], min_specificity=cfg["min_specificity"],
-                                   patience=cfg["patience"], progress=_show_progress(cfg["progress"]))
+                                   patience=cfg["patience"], progress=show_progress(cfg["progress"]))
         # the permutation of epoch e depends only on (seed, e): what makes a resumed epoch match
         trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: batches.set_epoch(engine.state.epoch - 1))
 
@@ -241,7 +241,7 @@ def _class_weights(class_weights: list[float] | None, num_classes: int, device: 
     return weights.to(device)
 
 
-def _show_progress(progress: bool | str) -> bool:
+def show_progress(progress: bool | str) -> bool:
     """``auto``: progress bars where output goes to a terminal, per-epoch log lines alone elsewhere."""
     return sys.stderr.isatty() if progress == "auto" else bool(progress)
 

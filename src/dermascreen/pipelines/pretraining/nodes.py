@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,29 +15,38 @@ from dermascreen.pretraining.figures import reconstruction_figure
 from dermascreen.pretraining.finetune import evaluate_runs, finetune_runs
 from dermascreen.pretraining.methods import build_autoencoder, build_pretrainer
 from dermascreen.pretraining.report import metrics_for_dvc, render_report, summarise
-from dermascreen.training.device import describe_hardware, hardware, resolve_device
+from dermascreen.training.device import describe_hardware, hardware, resolve_device, resolve_precision
+from dermascreen.training.fit import show_progress
 
 RANDOM_MASKING = ("mae", "umae")
+# pretrain keys that change how a run is shown or saved, not what it computes: a resume may change them
+RUNTIME_KEYS = ("progress", "checkpoint_every_s")
 
 
 def _pretrain(method: str, train_set: dict, val_set: dict, normalization: dict, shared: dict[str, Any],
               options: dict[str, Any], source: dict[str, Any] | None) -> tuple[dict, pd.DataFrame, Figure]:
     device = resolve_device(shared["device"])
-    pretrain = {**shared["pretrain"], "seed": shared["seed"]}
+    pretrain = {**shared["pretrain"], "seed": shared["seed"],
+                "precision": resolve_precision(device, shared["pretrain"]["precision"])}
     torch.manual_seed(shared["seed"])
     mae = build_autoencoder(shared["encoder"], shared["decoder"], pretrain["mask_ratio"],
                             pretrain["norm_pix_loss"]).to(device)
     source_encoder = None if source is None else encoder_from_checkpoint(source, "source encoder").to(device)
     trainer = build_pretrainer(method, mae, pretrain, options, train_set, normalization, source_encoder)
-    history = run_pretraining(trainer, train_set["images"], normalization, pretrain["epochs"],
-                              pretrain["batch_size"], pretrain["warmup_epochs"], shared["seed"], device,
-                              pretrain["max_batches"])
+    # The state of each method's run (kept by DVC between runs, see dvc.yaml): a killed run resumes.
+    settings = {"method": method, "options": options, "encoder": shared["encoder"], "decoder": shared["decoder"],
+                "pretrain": {key: value for key, value in pretrain.items() if key not in RUNTIME_KEYS}}
+    history = run_pretraining(trainer, train_set, normalization, epochs=pretrain["epochs"],
+                              batch_size=pretrain["batch_size"], warmup_epochs=pretrain["warmup_epochs"],
+                              seed=shared["seed"], max_batches=pretrain["max_batches"],
+                              progress=show_progress(pretrain["progress"]),
+                              checkpoint_dir=Path(shared["state_dir"]) / method,
+                              checkpoint_every_s=pretrain["checkpoint_every_s"], settings=settings)
     figure = reconstruction_figure(trainer, val_set["images"][: shared["figure_images"]], normalization, method,
                                    learned=method not in RANDOM_MASKING, seed=shared["seed"])
-    # pretraining runs in fp32 (no autocast in the pretraining engines)
     checkpoint = encoder_checkpoint(mae.encoder, shared["encoder"], method=method, normalization=normalization,
                                     pretrain=pretrain, options=options, history=history,
-                                    hardware=hardware(device, "fp32"))
+                                    hardware=hardware(device, pretrain["precision"]))
     return checkpoint, pd.DataFrame(history), figure
 
 

@@ -16,15 +16,17 @@ from dermascreen.models import build_model
 SIZES = (28, 64, 128, 224)
 # 28 is upsampled 2x as the seed did; from 56 on the backbone sees the native size.
 BACKBONE_INPUT = {28: 56, 64: 64, 128: 128, 224: 224}
+OWN_ARCHS = ("cnn", "resnet_cifar")  # this project's models: they take the image at its size
 
 
 def base_architectures() -> dict[str, dict]:
-    """Every CNN of `base` and the first config of each timm arch (the others differ in the head only)."""
+    """Every CNN and CIFAR ResNet of `base` and the first config of each timm arch (the others differ
+    in the head only)."""
     architectures = load_config("base", "parameters")["phase1"]["architectures"]
     chosen, seen = {}, set()
     for name, spec in architectures.items():
         arch = spec["model"]["arch"]
-        if arch == "vit" or (arch != "cnn" and arch in seen):
+        if arch == "vit" or (arch not in OWN_ARCHS and arch in seen):
             continue
         seen.add(arch)
         chosen[name] = {**spec["model"], "weights": "none"}
@@ -38,7 +40,7 @@ def test_every_base_architecture_maps_every_size_to_logits(size):
         with torch.device("meta"):
             model = build_model({**config, "image_size": size})
         assert model(images).shape == (2, 2), name
-        if config["arch"] != "cnn":
+        if config["arch"] not in OWN_ARCHS:  # the timm archs: resized to the backbone's input
             assert model.input_size == BACKBONE_INPUT[size], name
             features = model.backbone.forward_features(torch.zeros(1, 3, model.input_size, model.input_size,
                                                                    device="meta"))

@@ -36,7 +36,7 @@ def test_num_classes_defaults_to_two(images):
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"arch": "resnet"}, r"arch='resnet': allowed values are cnn, resnet50, vgg16, efficientnet_b0, vit"),
+    ({"arch": "resnet"}, r"arch='resnet': allowed values are cnn, resnet_cifar, resnet50, vgg16, efficientnet_b0, vit"),
     ({}, r"arch=None: allowed values"),
     ({**CNN_V1, "filter": 32}, r"unknown key\(s\) 'filter'; allowed keys are arch, name, .*filters"),
     ({"arch": "vgg16", "depth": 3}, r"unknown key\(s\) 'depth'.*dense, dropout, image_size, input_size"),

@@ -17,10 +17,13 @@ CONFIGS = {
     "CNN_v1": {"arch": "cnn", "filters": 32, "depth": 3, "dropout": 0.5, "dense": 512},
     "CNN_v2": {"arch": "cnn", "filters": 64, "depth": 4, "dropout": 0.4, "dense": 256},
     "vit": {"arch": "vit"},
+    "resnet_cifar": {"arch": "resnet_cifar"},
 }
 # len(model.layers) of keras.applications ResNet50 / VGG16 / EfficientNetB0 (include_top=False),
-# as the design note gives them; CNN: 5 per block + 5; ViT (depth 6): 4 + 9 * 6 + 1.
-KERAS_COUNTS = {"resnet50": 175, "vgg16": 19, "efficientnet_b0": 237, "CNN_v1": 20, "CNN_v2": 25, "vit": 59}
+# as the design note gives them; CNN: 5 per block + 5; ViT (depth 6): 4 + 9 * 6 + 1; resnet_cifar
+# (3 stages of 2 blocks): stem 4 + 7 per block + 2 for each of the 2 projection shortcuts + head 3.
+KERAS_COUNTS = {"resnet50": 175, "vgg16": 19, "efficientnet_b0": 237, "CNN_v1": 20, "CNN_v2": 25, "vit": 59,
+                "resnet_cifar": 4 + 7 * 6 + 2 * 2 + 3}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,8 @@ def test_every_parameter_belongs_to_exactly_one_keras_layer(name, models):
         for parameter in layer.parameters(model):
             assert id(parameter) not in owner, f"{layer.name} and {owner[id(parameter)]} share a parameter"
             owner[id(parameter)] = layer.name
-    # the CNN's list is the whole Sequential, the others' the backbone (Keras base model)
-    scope = model if name.startswith("CNN") else backbone_of(model)
+    # this project's CNNs list the whole model, the others the backbone (Keras base model)
+    scope = model if name.startswith(("CNN", "resnet_cifar")) else backbone_of(model)
     assert {id(p) for p in scope.parameters()} == set(owner)
 
 
@@ -64,6 +67,15 @@ def test_resnet50_layers_follow_keras_order(models):
         "1_conv", "1_bn", "1_relu", "2_conv", "2_bn", "2_relu", "0_conv", "3_conv", "0_bn", "3_bn", "add", "out")]
     assert layers[-20:] == [f"conv5_block{b}_{part}" for b in (2, 3) for part in (
         "1_conv", "1_bn", "1_relu", "2_conv", "2_bn", "2_relu", "3_conv", "3_bn", "add", "out")]
+
+
+def test_resnet_cifar_layers_follow_keras_order(models):
+    layers = names(models["resnet_cifar"])
+    assert layers[:11] == ["input", "conv1_conv", "conv1_bn", "conv1_relu"] + [
+        f"conv2_block1_{part}" for part in ("1_conv", "1_bn", "1_relu", "2_conv", "2_bn", "add", "out")]
+    assert layers[18:27] == [f"conv3_block1_{part}" for part in (
+        "1_conv", "1_bn", "1_relu", "0_conv", "2_conv", "0_bn", "2_bn", "add", "out")]
+    assert layers[-3:] == ["avg_pool", "dropout", "predictions"]
 
 
 def test_vgg16_layers_are_keras_vgg16(models):
@@ -126,6 +138,7 @@ LAST_THREE = {
     "CNN_v1": (["dense_relu", "dense_dropout", "predictions"], set()),  # head layers: they always train
     "vit": (["block6_mlp_dropout2", "block6_mlp_add", "norm"],
             {"encoder.norm.weight", "encoder.norm.bias"}),
+    "resnet_cifar": (["avg_pool", "dropout", "predictions"], set()),  # head layers, as the CNN's
 }
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from dermascreen.data.medmnist_info import class_names
 from dermascreen.evaluation.metrics import binary_metrics
 from dermascreen.training import fit, predict_proba
 from dermascreen.training.checkpoint import FILENAME
@@ -172,6 +173,9 @@ def test_bf16_on_cpu_trains_channels_last(toy_train, toy_val):
         ({"mode": "up"}, "mode must be 'max' or 'min'"),
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"device": "tpu"}, "device: expected one of"),
+        ({"optimizer": "sgd"}, "optimizer must be one of adam, adamw"),
+        ({"lr_schedule": "cosine"}, "lr_schedule must be one of constant, onecycle"),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\)"),
     ],
 )
 def test_bad_config_is_refused(toy_train, toy_val, overrides, message):
@@ -237,3 +241,51 @@ def test_other_initial_weights_are_another_job(toy_train, toy_val, tmp_path):
     fresh = run(toy_train, toy_val, tiny_net(seed=2), checkpoint_dir=tmp_path / "fresh", epochs=1)
     assert_same_weights(other_init.state_dict, fresh.state_dict)
     assert not all(torch.equal(first.state_dict[k], other_init.state_dict[k]) for k in first.state_dict)
+
+
+def fine_split(split: dict) -> dict:
+    """The toy split with 7-class labels that agree with ``binary``: mel/bcc malignant, nv/bkl benign."""
+    index = {name: i for i, name in enumerate(class_names())}
+    alternate = np.arange(len(split["binary"])) % 2 == 0
+    labels = np.where(split["binary"] == 1, np.where(alternate, index["mel"], index["bcc"]),
+                      np.where(alternate, index["nv"], index["bkl"]))
+    return {**split, "labels": labels.astype(np.int64)}
+
+
+def test_seven_class_supervision_trains_the_network_on_labels_and_selects_the_binary_view(toy_train, toy_val):
+    models = pytest.importorskip("dermascreen.models")
+    torch.manual_seed(0)
+    model = models.build_model({"arch": "resnet_cifar", "widths": [8], "blocks": 1, "supervision": "labels"})
+    seen = []
+    model.net.register_forward_hook(lambda module, args, out: seen.append(out.shape[1]) if module.training else None)
+    train, val = fine_split(toy_train), fine_split(toy_val)
+
+    result = run(train, val, model, epochs=4, label_smoothing=0.1)
+
+    assert set(seen) == {7}  # the training steps ran the 7-class network
+    assert result.best_metrics["roc_auc"] > 0.9  # evaluated as a binary model, on val["binary"]
+    proba = predict_proba(model, val["images"], NORMALIZATION, device="cpu")
+    assert binary_metrics(val["binary"], proba[:, 1])["roc_auc"] == pytest.approx(result.best_metrics["roc_auc"])
+    # trained on the fine labels: classes absent from train (akiec, df, vasc) get little probability
+    x = (torch.from_numpy(val["images"]).permute(0, 3, 1, 2).float() / 255 - 0.3) / 0.2
+    with torch.no_grad():
+        fine = torch.softmax(model.net(x), dim=1).mean(dim=0)
+    assert float(fine[[class_names().index(name) for name in ("akiec", "df", "vasc")]].sum()) < 0.15
+    with pytest.raises(ValueError, match="supervision=labels is a binary model"):
+        fit(model, train, val, BASE_CONFIG, None, NORMALIZATION, label_key="labels")
+
+
+def test_onecycle_schedule_runs_per_step_and_resumes_exactly(toy_train, toy_val, tmp_path):
+    config = {"epochs": 3, "lr_schedule": "onecycle", "optimizer": "adamw", "weight_decay": 0.01,
+              "checkpoint_every_s": 0}
+    uninterrupted = run(toy_train, toy_val, checkpoint_dir=tmp_path / "whole", **config)
+    lrs = [row["lr"] for row in uninterrupted.history]  # after 6, 12, 18 of 18 steps
+    assert lrs[0] > lrs[1] > lrs[2] and lrs[2] < 1e-2 / 50  # warm-up ended within epoch 1, then annealed
+
+    doomed = tiny_net()
+    count_train_batches(doomed, fail_after=6 + 2)  # dies inside epoch 2
+    with pytest.raises(SimulatedKill):
+        run(toy_train, toy_val, doomed, checkpoint_dir=tmp_path / "killed", **config)
+    resumed = run(toy_train, toy_val, tiny_net(), checkpoint_dir=tmp_path / "killed", **config)
+    assert without_times(resumed.history) == without_times(uninterrupted.history)
+    assert_same_weights(resumed.state_dict, uninterrupted.state_dict)

@@ -2,9 +2,11 @@
 
 Common keys: ``arch`` (one of ``ARCHS``), ``name`` (a free label such as ``CNN_v1``),
 ``num_classes`` (default 2), ``weights`` (``none``, ``imagenet`` for the timm archs, read from
-``weights_dir``, or a checkpoint path) and ``unfreeze`` (0, N or ``all``, default ``all``: N counts
-Keras layers, see ``set_trainable``). Each arch adds its own keys, ``image_size`` (the data's side,
-default 28) among them; an unknown key is an error. ``vit`` is built by
+``weights_dir``, or a checkpoint path), ``unfreeze`` (0, N or ``all``, default ``all``: N counts
+Keras layers, see ``set_trainable``) and ``supervision`` (``binary``, default, or ``labels``: a
+2-class model whose p(malignant) sums the malignant classes of a 7-class network,
+``models.supervision``). Each arch adds its own keys, ``image_size`` (the data's side, default 28)
+among them; an unknown key is an error. ``vit`` is built by
 ``dermascreen.models.vit.build_vit``, which reads its own keys and weights.
 """
 
@@ -18,12 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from dermascreen.models import cnn, transfer
+from dermascreen.models import cnn, resnet_cifar, transfer
 from dermascreen.models.layers import backbone_of, parse_unfreeze, set_trainable
+from dermascreen.models.supervision import SUPERVISIONS, SummedClasses, num_labels
 
-ARCHS = ("cnn", "resnet50", "vgg16", "efficientnet_b0", "vit")
-COMMON_KEYS = ("arch", "name", "num_classes", "weights", "unfreeze")
-ARCH_KEYS = {"cnn": tuple(cnn.DEFAULTS), **{arch: tuple(transfer.DEFAULTS) for arch in transfer.BACKBONES}}
+ARCHS = ("cnn", "resnet_cifar", "resnet50", "vgg16", "efficientnet_b0", "vit")
+COMMON_KEYS = ("arch", "name", "num_classes", "weights", "unfreeze", "supervision")
+ARCH_KEYS = {"cnn": tuple(cnn.DEFAULTS), "resnet_cifar": tuple(resnet_cifar.DEFAULTS),
+             **{arch: tuple(transfer.DEFAULTS) for arch in transfer.BACKBONES}}
 
 
 def build_model(config: Mapping[str, Any], weights_dir: str | os.PathLike | None = None) -> nn.Module:
@@ -38,17 +42,27 @@ def build_model(config: Mapping[str, Any], weights_dir: str | os.PathLike | None
     if arch not in ARCHS:
         raise ValueError(f"model config arch={arch!r}: allowed values are {', '.join(ARCHS)}")
     unfreeze = parse_unfreeze(config.get("unfreeze", "all"))
+    supervision = config.get("supervision", "binary")
+    if supervision not in SUPERVISIONS:
+        raise ValueError(f"model config supervision={supervision!r}: allowed values are {', '.join(SUPERVISIONS)}")
+    config = {key: value for key, value in config.items() if key != "supervision"}
+    if supervision == "labels":
+        if config.get("num_classes", 2) != 2:
+            raise ValueError(f"model config supervision=labels makes a 2-class model from a 7-class network; "
+                             f"num_classes must be 2, got {config['num_classes']!r}")
+        config["num_classes"] = num_labels()
+    wrap = SummedClasses if supervision == "labels" else (lambda net: net)
     if arch == "vit":
         from dermascreen.models.vit import build_vit  # the pretraining engineer's module, heavy imports
 
-        model = build_vit(dict(config))
+        model = wrap(build_vit(config))
     else:
-        model = _build_own(arch, config, weights_dir)
+        model = _build_own(arch, config, wrap, weights_dir)
     set_trainable(model, unfreeze)
     return model
 
 
-def _build_own(arch: str, config: Mapping[str, Any], weights_dir: str | os.PathLike | None) -> nn.Module:
+def _build_own(arch: str, config: Mapping[str, Any], wrap, weights_dir: str | os.PathLike | None) -> nn.Module:
     allowed = COMMON_KEYS + ARCH_KEYS[arch]
     unknown = sorted(set(config) - set(allowed))
     if unknown:
@@ -66,8 +80,14 @@ def _build_own(arch: str, config: Mapping[str, Any], weights_dir: str | os.PathL
             raise ValueError("model config weights=imagenet: arch 'cnn' has no pretrained weights; "
                              "allowed values are none or a checkpoint path")
         model = cnn.build_cnn({**config, "num_classes": num_classes})
+    elif arch == "resnet_cifar":
+        if weights == "imagenet":
+            raise ValueError("model config weights=imagenet: arch 'resnet_cifar' has no pretrained weights; "
+                             "allowed values are none or a checkpoint path")
+        model = resnet_cifar.build_resnet_cifar({**config, "num_classes": num_classes})
     else:
         model = transfer.build_transfer({**config, "num_classes": num_classes, "weights": weights}, weights_dir)
+    model = wrap(model)  # before loading: a checkpoint holds the whole (wrapped) model
     if weights not in ("none", "imagenet"):
         load_weights(model, weights, arch)
     return model

@@ -29,6 +29,11 @@ The lists are generated from the torch model's structure, by these rules (docs/m
 - ``cnn`` (this project's model) -> a Keras ``Sequential`` with the same layers, one Keras layer
   per torch module and no input layer (``Sequential.layers`` has none); the head's layers count
   too, as the seed's ``model.layers`` of a single Sequential did.
+- ``resnet_cifar`` (this project's model) -> a Keras functional model built like
+  keras.applications' ResNets at full resolution ("same" convolutions, so no padding layers):
+  input, conv1_conv, conv1_bn, conv1_relu; per basic block ``_1_conv _1_bn _1_relu [_0_conv]
+  _2_conv [_0_bn] _2_bn _add _out`` (shortcut interleaved as for ResNet50); then avg_pool,
+  dropout, predictions (the head counts, as for ``cnn``).
 - ``vit`` (this project's encoder) -> the layers of Keras' ViT example (keras.io,
   "Image classification with Vision Transformer"): input, resizing, patch embedding, class token;
   per block LayerNormalization, MultiHeadAttention, Add, LayerNormalization, Dense, Dropout, Dense,
@@ -179,6 +184,27 @@ def cnn_layers(backbone: nn.Sequential, head: nn.Sequential) -> list[KerasLayer]
               for j, (name, module) in enumerate(zip(CNN_BLOCK_NAMES, block, strict=True))]
     return layers + [KerasLayer(name, KERAS_KINDS[type(module)], (f"head.{j}",))
                      for j, (name, module) in enumerate(zip(CNN_HEAD_NAMES, head, strict=True))]
+
+
+def resnet_cifar_layers(backbone: nn.Sequential, head: nn.Sequential) -> list[KerasLayer]:
+    """The CIFAR-style ResNet: 4 + 9 per block (11 with a projection shortcut) + 3 layers."""
+    layers = [KerasLayer("input", "InputLayer"), KerasLayer("conv1_conv", "Conv2D", ("backbone.0.0",)),
+              KerasLayer("conv1_bn", BN, ("backbone.0.1",)), KerasLayer("conv1_relu", "Activation", ("backbone.0.2",))]
+    stages = list(backbone)[1:-2]  # between the stem and (pool, flatten)
+    for s, stage in enumerate(stages):
+        for b, block in enumerate(stage):
+            name, at = f"conv{s + 2}_block{b + 1}_", f"backbone.{s + 1}.{b}."
+            parts = [("1_conv", "Conv2D", "conv1"), ("1_bn", BN, "bn1"), ("1_relu", "Activation", "act1")]
+            if block.downsample is None:
+                parts += [("2_conv", "Conv2D", "conv2"), ("2_bn", BN, "bn2")]
+            else:  # Keras' order, as in resnet_layers
+                parts += [("0_conv", "Conv2D", "downsample.0"), ("2_conv", "Conv2D", "conv2"),
+                          ("0_bn", BN, "downsample.1"), ("2_bn", BN, "bn2")]
+            layers += [_layer(name + part, kind, at, module) for part, kind, module in parts]
+            layers += [KerasLayer(name + "add", "Add"), _layer(name + "out", "Activation", at, "act2")]
+    pool = len(backbone) - 2
+    return layers + [KerasLayer("avg_pool", "GlobalAveragePooling2D", (f"backbone.{pool}", f"backbone.{pool + 1}")),
+                     KerasLayer("dropout", "Dropout", ("head.0",)), KerasLayer("predictions", "Dense", ("head.1",))]
 
 
 def vit_layers(blocks: nn.ModuleList, prefix: str) -> list[KerasLayer]:

@@ -36,7 +36,8 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     """Train one run of a grid; return its checkpoint, per-epoch history and summary.
 
     ``spec``: ``run`` (name), ``model`` (model config), ``lr``, ``batch_size``,
-    ``class_weights`` (a strategy name of ``class_weights``). ``init``: a checkpoint to start
+    ``class_weights`` (a strategy name of ``class_weights``) and optionally ``training``: the
+    run's own training keys (a recipe such as ``lr_schedule``) over the grid's ``training``. ``init``: a checkpoint to start
     from (phase2 starts from the phase1 winner) instead of ``model.weights``. ``encoder``: the
     pretraining encoder that ``model.weights: <method>`` names (``pretraining.<method>.encoder``).
     The model's ``image_size`` is the side of the training images (the profile's ``image_size``).
@@ -53,7 +54,8 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
                         weights_dir)
     if init is not None:
         model.load_state_dict(init["state_dict"])
-    config = {**training, "lr": spec["lr"], "batch_size": spec["batch_size"]}
+    overrides = spec.get("training", {})
+    config = {**training, **overrides, "lr": spec["lr"], "batch_size": spec["batch_size"]}
     weights = class_weights[spec["class_weights"]]
     result = fit(model, train_set, val_set, config, weights, normalization, label_key="binary",
                  checkpoint_dir=str(Path(state_dir) / spec["run"]), model_config=model_config)
@@ -72,6 +74,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
         "model": model_config,
         "init_weights": _init_weights(model_config, init),
         "training": config,
+        "training_overrides": overrides,
         "class_weights_name": spec["class_weights"],
         "class_weights": weights,
         "best_epoch": result.best_epoch,

@@ -28,13 +28,14 @@ logger = logging.getLogger(__name__)
 
 def create_trainer(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
                    device: torch.device, normalization: dict, augment: nn.Module | None = None,
-                   precision: str = "fp32", channels_last: bool = False) -> Engine:
+                   precision: str = "fp32", channels_last: bool = False,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> Engine:
     """An Engine whose step trains on one (uint8 images, labels) batch; ``state.metrics["train_loss"]``
     is the epoch's mean batch loss (averaged over ranks).
 
     Nothing in the step waits for the device: the loss stays a device tensor, summed on the device
     and read once per epoch. The model enters training mode once per epoch (the evaluator leaves it
-    in eval mode), not on every step.
+    in eval mode), not on every step. ``scheduler``, if any, steps after every optimizer step.
     """
     mean, std = normalization_tensors(normalization, device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -50,6 +51,8 @@ def create_trainer(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         return loss.detach()
 
     trainer = Engine(train_step)

@@ -20,6 +20,7 @@ from ignite.engine import Engine, Events
 from ignite.utils import manual_seed
 from torch import nn
 
+from dermascreen.models.supervision import SummedClasses
 from dermascreen.training.augment import BatchAugment
 from dermascreen.training.checkpoint import TrainingCheckpoint, describe_model, job_description
 from dermascreen.training.data import check_split, eval_batches, normalization_tensors, to_model_input, train_batches
@@ -33,7 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 20,
     "batch_size": 64,
     "lr": 1e-3,
+    "optimizer": "adam",  # adam (weight_decay is an L2 term, as Keras') or adamw (decoupled weight decay)
+    "lr_schedule": "constant",  # constant, or onecycle: per step, warm up to lr then anneal (cosine)
     "weight_decay": 0.0,
+    "label_smoothing": 0.0,
     "patience": 5,
     "monitor": None,  # recall for the binary task, balanced_accuracy for the 7 classes
     "mode": "max",
@@ -51,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
 # keys that change how a run is shown, executed or saved, not what it computes: a resume may change them
 RUNTIME_KEYS = ("progress", "compile", "checkpoint_every_s")
 NUM_CLASSES = {"binary": 2, "labels": 7}
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+LR_SCHEDULES = ("constant", "onecycle")
 
 
 @dataclass
@@ -79,12 +85,20 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
     resumes from the last state saved (or returns the stored result of a finished run).
     ``model_config``: the config ``model`` was built from (``build_model``); it is part of what
     makes a saved state this job's, so give it whenever there is one.
+
+    A ``SummedClasses`` model (model config ``supervision: labels``) trains its 7-class network
+    on ``train["labels"]``, each fine class weighted by the binary weight of its malignancy, and is
+    evaluated and selected as the binary model it is, on ``val[label_key]``.
     """
     if label_key not in NUM_CLASSES:
         raise ValueError(f"label_key: expected one of {sorted(NUM_CLASSES)}, got {label_key!r}")
     num_classes = NUM_CLASSES[label_key]
     cfg = resolve_config(config, num_classes)
-    check_split(train, "train", label_key, num_classes)
+    fine = isinstance(model, SummedClasses)
+    if fine and label_key != "binary":
+        raise ValueError(f"label_key: a model with supervision=labels is a binary model; got {label_key!r}")
+    train_key = "labels" if fine else label_key
+    check_split(train, "train", train_key, NUM_CLASSES[train_key])
     check_split(val, "val", label_key, num_classes)
     device = idist.device() if idist.get_world_size() > 1 else resolve_device(cfg["device"])
     precision = resolve_precision(device, cfg["precision"])
@@ -95,15 +109,21 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
 
     with kernel_settings(device):
         model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-        train_model = idist.auto_model(model) if idist.get_world_size() > 1 else model
+        train_model = model.net if fine else model
+        train_model = idist.auto_model(train_model) if idist.get_world_size() > 1 else train_model
         if cfg["compile"]:
             train_model = torch.compile(train_model)
-        optimizer = idist.auto_optim(torch.optim.Adam(_trainable(model), lr=cfg["lr"],
-                                                      weight_decay=cfg["weight_decay"]))
+        optimizer = idist.auto_optim(OPTIMIZERS[cfg["optimizer"]](_trainable(model), lr=cfg["lr"],
+                                                                  weight_decay=cfg["weight_decay"]))
         loss_fn = nn.CrossEntropyLoss(weight=_class_weights(class_weights, num_classes, device))
-        batches = train_batches(train, label_key, cfg["batch_size"], device, cfg["seed"], cfg["max_train_batches"])
-        trainer = create_trainer(train_model, optimizer, loss_fn, device, normalization,
-                                 BatchAugment.from_config(cfg["augment"]).to(device), precision, channels_last)
+        train_weights = model.fine_class_weights(class_weights) if fine and class_weights is not None else class_weights
+        train_loss_fn = nn.CrossEntropyLoss(weight=_class_weights(train_weights, NUM_CLASSES[train_key], device),
+                                            label_smoothing=cfg["label_smoothing"])
+        batches = train_batches(train, train_key, cfg["batch_size"], device, cfg["seed"], cfg["max_train_batches"])
+        scheduler = _lr_scheduler(optimizer, cfg, len(batches))
+        trainer = create_trainer(train_model, optimizer, train_loss_fn, device, normalization,
+                                 BatchAugment.from_config(cfg["augment"]).to(device), precision, channels_last,
+                                 scheduler)
         evaluator = create_evaluator(model, loss_fn, device, normalization, num_classes, precision, channels_last,
                                      cfg["target_recall"])
         handlers = attach_handlers(trainer, evaluator, model, optimizer,
@@ -114,8 +134,9 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
         trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: batches.set_epoch(engine.state.epoch - 1))
 
         if checkpoint_dir is not None:
-            checkpoint = _attach_checkpoint(checkpoint_dir, trainer, model, model_config, optimizer, handlers, cfg,
-                                            train, val, class_weights, normalization, label_key, device, precision)
+            checkpoint = _attach_checkpoint(checkpoint_dir, trainer, model, model_config, optimizer, scheduler,
+                                            handlers, cfg, train, val, class_weights, normalization,
+                                            (train_key, label_key), device, precision)
             if checkpoint.restore():
                 # killed after saving its last epoch but before marking itself finished: finished too
                 stop_reason = checkpoint.stop_reason or _stop_reason(trainer, handlers)
@@ -139,6 +160,12 @@ def resolve_config(config: dict, num_classes: int) -> dict:
     names = metric_names(num_classes)
     if cfg["monitor"] not in names:
         raise ValueError(f"training config: monitor {monitor!r} is not a validation metric; choose from {names}")
+    for key, allowed in (("optimizer", tuple(OPTIMIZERS)), ("lr_schedule", LR_SCHEDULES)):
+        if cfg[key] not in allowed:
+            raise ValueError(f"training config: {key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
+    smoothing = cfg["label_smoothing"]
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"training config: label_smoothing must be in [0, 1), got {smoothing!r}")
     if cfg["mode"] not in ("max", "min"):
         raise ValueError(f"training config: mode must be 'max' or 'min', got {cfg['mode']!r}")
     for key in ("epochs", "batch_size", "patience"):
@@ -174,22 +201,26 @@ def predict_proba(model: nn.Module, images_uint8: np.ndarray, normalization: dic
 
 
 def _attach_checkpoint(directory: str | Path, trainer: Engine, model: nn.Module, model_config: dict | None,
-                       optimizer: torch.optim.Optimizer, handlers: Handlers, cfg: dict, train: dict, val: dict,
-                       class_weights: list[float] | None, normalization: dict, label_key: str,
-                       device: torch.device, precision: str) -> TrainingCheckpoint:
+                       optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+                       handlers: Handlers, cfg: dict, train: dict, val: dict, class_weights: list[float] | None,
+                       normalization: dict, label_keys: tuple[str, str], device: torch.device,
+                       precision: str) -> TrainingCheckpoint:
     """Save at the end of an epoch when ``checkpoint_every_s`` have passed (after the evaluation,
     so nothing random happens before the next epoch starts) and when the run ends, marking it finished."""
     settings = {"training": {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS},
-                "model": describe_model(model, model_config), "class_weights": class_weights, "normalization": normalization, "label_key": label_key,
+                "model": describe_model(model, model_config), "class_weights": class_weights, "normalization": normalization, "label_key": label_keys[1],
                 "device": device.type, "precision": precision, "world_size": idist.get_world_size()}
-    data = {f"{name}_{key}": split[key] for name, split in (("train", train), ("val", val))
+    data = {f"{name}_{key}": split[key] for name, split, label_key in (("train", train, label_keys[0]),
+                                                                       ("val", val, label_keys[1]))
             for key in ("images", label_key)}
     # The initial weights too: a run that starts from other weights (another seed or init
     # checkpoint) is another job, not one to resume.
     job = job_description(settings, data, model.state_dict())
-    checkpoint = TrainingCheckpoint(directory, {"trainer": trainer, "model": model, "optimizer": optimizer,
-                                                "early_stopping": handlers.early_stopping, "history": handlers.history},
-                                    handlers.best, job, every_s=cfg["checkpoint_every_s"])
+    objects = {"trainer": trainer, "model": model, "optimizer": optimizer,
+               "early_stopping": handlers.early_stopping, "history": handlers.history}
+    if scheduler is not None:
+        objects["lr_scheduler"] = scheduler
+    checkpoint = TrainingCheckpoint(directory, objects, handlers.best, job, every_s=cfg["checkpoint_every_s"])
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def save_if_due(engine: Engine) -> None:
@@ -223,6 +254,18 @@ def _result(model: nn.Module, handlers: Handlers, stop_reason: str, used: dict[s
     return FitResult(state_dict=weights, history=list(handlers.history.rows), best_epoch=best.epoch,
                      best_metrics=metrics, stopped_early=stop_reason == "early_stopping", stop_reason=stop_reason,
                      hardware=used)
+
+
+def _lr_scheduler(optimizer: torch.optim.Optimizer, cfg: dict,
+                  steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule (``create_trainer`` steps it), None for a constant lr.
+
+    ``onecycle``: torch's OneCycleLR over ``epochs`` x steps, the lr warming up from lr/25 to
+    ``lr`` over the first 30% and annealing to ~0 (cosine); early stopping may end it sooner.
+    """
+    if cfg["lr_schedule"] == "constant":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"], total_steps=cfg["epochs"] * steps_per_epoch)
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:

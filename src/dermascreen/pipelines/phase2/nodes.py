@@ -6,13 +6,14 @@ from dermascreen.pipelines.runs import train_run
 
 
 def strategy_spec(phase1_best: dict, strategy: dict, run: str) -> dict:
-    """The winner's model, lr, batch size and class weights, with the strategy's overrides."""
+    """The winner's model, lr, batch size, class weights and own training keys, with the strategy's overrides."""
     return {
         "run": run,
         "model": {**phase1_best["model"], **strategy.get("model", {})},
         "lr": strategy.get("lr", phase1_best["training"]["lr"]),
         "batch_size": strategy.get("batch_size", phase1_best["training"]["batch_size"]),
         "class_weights": phase1_best["class_weights_name"],
+        "training": {**phase1_best.get("training_overrides", {}), **strategy.get("training", {})},
     }
 
 

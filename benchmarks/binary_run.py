@@ -1,0 +1,60 @@
+"""One binary training run on the profile's model input, to compare models and recipes on validation.
+
+Needs ``kedro run --pipelines data_engineering --env quick`` first (data/05_model_input/). Trains
+with ``fit`` (selecting the epoch with the best validation ROC AUC, no specificity guard), prints
+each epoch's validation ROC AUC and time, then the best epoch's validation ROC AUC and
+specificity at recall 0.90, with and without test-time flips. Never reads test.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/binary_run.py MODEL_JSON TRAINING_JSON [THREADS] [W0|W3|W5]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from dermascreen.models import build_model
+from dermascreen.training import fit, predict_proba
+
+DEFAULTS = {"epochs": 15, "patience": 100, "monitor": "roc_auc", "min_specificity": 0.0, "device": "cpu",
+            "precision": "fp32", "progress": False,
+            "augment": {"rotation": 20, "shift": 0.15, "zoom": 0.1, "hflip": True, "vflip": True}}
+
+
+def specificity_at_recall(y: np.ndarray, p: np.ndarray, recall: float = 0.9) -> float:
+    fpr, tpr, _ = roc_curve(y, p)
+    return float(1 - fpr[np.argmax(tpr >= recall)])
+
+
+def main() -> None:
+    model_config, training = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
+    weighting = sys.argv[4] if len(sys.argv) > 4 else "W0"
+    train, val = (dict(np.load(f"data/05_model_input/{split}.npz")) for split in ("train", "val"))
+    with open("data/05_model_input/normalization.json") as f:
+        normalization = json.load(f)
+    with open("data/05_model_input/class_weights.json") as f:
+        weights = json.load(f)[weighting]
+    torch.manual_seed(42)
+    model = build_model({**model_config, "num_classes": 2})
+    start = time.time()
+    result = fit(model, train, val, {**DEFAULTS, **training}, weights, normalization, label_key="binary")
+    for row in result.history:
+        print(f"epoch {row['epoch']:2d} val_roc_auc {row['val_roc_auc']:.4f} train {row['train_time_s']:.0f}s")
+    y = val["binary"]
+    plain = predict_proba(model, val["images"], normalization, device="cpu")[:, 1]
+    flips = np.mean([plain] + [predict_proba(model, np.ascontiguousarray(val["images"][:, ::dy, ::dx]),
+                                             normalization, device="cpu")[:, 1] for dy, dx in ((1, -1), (-1, 1))],
+                    axis=0)
+    print(f"best_epoch {result.best_epoch} val_roc_auc {roc_auc_score(y, plain):.4f} "
+          f"val_spec@recall0.9 {specificity_at_recall(y, plain):.3f} | with flips {roc_auc_score(y, flips):.4f} "
+          f"{specificity_at_recall(y, flips):.3f} | {(time.time() - start) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

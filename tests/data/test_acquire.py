@@ -73,7 +73,7 @@ def test_broken_file_is_refused_then_the_corrected_file_is_accepted(tmp_path, fi
     loaded = DermaMNISTDataset(str(dest), 28, str(files["good"])).load()
     assert dest.read_bytes() == files["good"].read_bytes()
     assert loaded["arrays"]["train_images"].dtype == np.uint8
-    assert loaded["provenance"]["source"] == f"local file {files['good']}"
+    assert loaded["provenance"]["source"] == f"local file {files['good'].name}"
 
 
 def test_changed_local_file_replaces_the_copy_with_a_log_line(tmp_path, files, caplog):
@@ -97,7 +97,7 @@ def test_same_local_file_leaves_the_copy_untouched(tmp_path, files, caplog):
     with caplog.at_level(logging.INFO, logger=acquire_module.__name__):
         provenance = acquire(dest, 28, str(files["good"]))
     assert dest.stat().st_ino == inode  # not copied again
-    assert provenance.source == f"local file {files['good']}"
+    assert provenance.source == f"local file {files['good'].name}"
     assert not [r for r in caplog.records if "differs from" in r.getMessage()]
 
 

@@ -107,7 +107,7 @@ def test_changed_local_file_replaces_the_copy(tmp_path):
     data = run_pipeline(tmp_path / "project", second, acquisition)
     assert (data / "01_raw" / "dermamnist_28.npz").read_bytes() == second.read_bytes()
     provenance = json.loads((data / "02_intermediate" / "data_provenance.json").read_text())
-    assert provenance["md5"] == md5sum(second) and provenance["source"] == f"local file {second}"
+    assert provenance["md5"] == md5sum(second) and provenance["source"] == f"local file {second.name}"
 
 
 def test_broken_copy_put_in_raw_by_hand_names_the_fix(tmp_path):

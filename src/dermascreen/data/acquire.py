@@ -46,7 +46,7 @@ class Provenance:
     md5: str
     official: bool
     official_md5: str
-    source: str  # "existing file", "local file <path>" or "download <url>"
+    source: str  # "existing file", "local file <file name>" or "download <url>"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +86,7 @@ def acquire(destination: str | os.PathLike, size: int, local_file: str | None = 
                         "is replaced once the new file passes validation",
                         local, local_md5, _display_path(destination), copy_md5)
             _install(local, destination, size)
-        source = f"local file {local}"
+        source = f"local file {local.name}"  # the name: reports and committed files hold no machine path
     elif destination.exists():
         source = "existing file"
     else:

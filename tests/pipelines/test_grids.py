@@ -1,7 +1,6 @@
 """phase1/phase2 grids: structure, ranking and selection (training itself: test_grid_runs.py)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid

@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from dermascreen.evaluation.bootstrap import bootstrap_intervals, metrics_with_rates, stratified_resamples
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+from dermascreen.evaluation.bootstrap import (bootstrap_intervals, metrics_with_rates, paired_difference_intervals,
+                                             stratified_resamples)
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +88,19 @@ def test_subtype_shares_are_sklearns_recall_and_false_positive_rate():
         assert entry["estimate"] == pytest.approx(expected)
         assert entry["low"] <= entry["estimate"] <= entry["high"] and entry["high"] - entry["low"] > 0
     assert subtype_intervals(labels, p, 0.5, names, frozenset({"mel"}), 300, seed=1) != got
+
+
+def test_paired_differences_match_a_direct_computation_and_vanish_for_identical_models():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    a = np.where(rng.random((2, 300)) < 0.8, labels, (labels + 1) % 3)  # two seeds, ~80% right
+    b = np.where(rng.random((3, 300)) < 0.6, labels, (labels + 1) % 3)  # three seeds, ~60% right
+    diff = paired_difference_intervals(labels, a, b, n_resamples=200, seed=1)
+    expected_accuracy = np.mean([accuracy_score(labels, p) for p in a]) - np.mean([accuracy_score(labels, p) for p in b])
+    expected_balanced = (np.mean([balanced_accuracy_score(labels, p) for p in a])
+                         - np.mean([balanced_accuracy_score(labels, p) for p in b]))
+    assert diff["accuracy"]["estimate"] == pytest.approx(expected_accuracy)
+    assert diff["balanced_accuracy"]["estimate"] == pytest.approx(expected_balanced)
+    assert 0.0 < diff["accuracy"]["low"] < diff["accuracy"]["estimate"] < diff["accuracy"]["high"]
+    same = paired_difference_intervals(labels, a, a, n_resamples=50, seed=1)
+    assert all(same[k] == {"estimate": 0.0, "low": 0.0, "high": 0.0} for k in same)  # paired: no noise

@@ -47,8 +47,9 @@ def test_tiny_profile_runs_end_to_end(tmp_path):
     cpu = f"cpu ({cpu_name()}), fp32"  # tiny asks for the CPU and fp32
     assert f"Hardware: pretraining on {cpu}, fine-tuning on {cpu} (device (device model), precision)." in report
     metrics = json.loads((data / "08_reporting" / "pretraining_metrics.json").read_text())
-    assert set(metrics) == set(METHODS)
+    assert set(metrics) == {*METHODS, "cnn"}
     assert 0.0 <= metrics["mae"]["accuracy_mean"] <= 1.0
+    assert "CNN reference (supervised)" in report and "epoch 0 (untrained)" in report
     for method in METHODS[1:]:
         assert (data / "08_reporting" / "pretraining" / method / "reconstructions.png").stat().st_size > 0
         encoder = data / "06_models" / "pretraining" / method / "encoder.pt"
@@ -56,3 +57,11 @@ def test_tiny_profile_runs_end_to_end(tmp_path):
         assert model(torch.zeros(1, 3, 28, 28)).shape == (1, 2)
     test_metrics = json.loads((data / "08_reporting" / "pretraining" / "test_metrics.json").read_text())
     assert len(test_metrics["per_seed"]["mlo_mae"][0]["per_class_recall"]) == 7
+    assert set(test_metrics["differences_vs_vit"]) == {*METHODS[1:], "cnn"}
+    assert set(test_metrics["probes"]) == set(METHODS)  # vit: the untrained encoder every method starts from
+    for interval in test_metrics["differences_vs_vit"]["mae"].values():
+        assert interval["low"] <= interval["estimate"] <= interval["high"]
+    for scores in test_metrics["probes"].values():
+        assert set(scores) == {"knn_accuracy", "knn_balanced_accuracy", "linear_accuracy",
+                               "linear_balanced_accuracy"}
+        assert all(0.0 <= value <= 1.0 for value in scores.values())

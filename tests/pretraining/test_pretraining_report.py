@@ -11,7 +11,8 @@ def _result(seed: int, accuracy: float) -> dict:
 
 
 RUN_INFO = {"command": "kedro run --pipelines pretraining --env quick", "profile": "quick", "seeds": [0, 1, 2],
-            "pretraining": "4 epochs", "finetune": "3 epochs",
+            "pretraining": "4 epochs", "finetune": "3 epochs", "cnn": "resnet_cifar, 6 epochs",
+            "class_weights": "class weights (N / (7 n_c)) ** 0.5",
             "hardware": "pretraining on cpu (AMD EPYC), fp32, fine-tuning on cpu (AMD EPYC), fp32"}
 
 
@@ -28,7 +29,13 @@ def test_report_names_the_run_the_data_and_the_references():
     summaries = {"vit": summarise([_result(0, 0.70), _result(1, 0.72)]),
                  "mlo_mae": summarise([_result(0, 0.75), _result(1, 0.77)])}
     provenance = {"path": "/data/dermamnist_28.npz", "md5": "a032e8b2", "official": False}
-    report = render_report(summaries, provenance, RUN_INFO)
+    differences = {"mlo_mae": {"accuracy": {"estimate": 0.05, "low": 0.01, "high": 0.09},
+                               "balanced_accuracy": {"estimate": -0.02, "low": -0.06, "high": 0.03}}}
+    probes = {name: {"knn_accuracy": 0.7, "knn_balanced_accuracy": 0.3, "linear_accuracy": value,
+                     "linear_balanced_accuracy": 0.25} for name, value in (("vit", 0.68), ("mlo_mae", 0.72))}
+    compute = {"vit": {"pretraining_s": None, "finetuning_s": 100.0},
+               "mlo_mae": {"pretraining_s": 250.0, "finetuning_s": 110.0}}
+    report = render_report(summaries, provenance, RUN_INFO, differences, probes, compute)
     assert "`kedro run --pipelines pretraining --env quick` (profile `quick`)" in report
     assert "md5 `a032e8b2`, NOT the official file" in report
     assert "Hardware: pretraining on cpu (AMD EPYC), fp32, fine-tuning on cpu (AMD EPYC), fp32." in report
@@ -36,7 +43,11 @@ def test_report_names_the_run_the_data_and_the_references():
     assert "| macro_f1 |" in report and "| weighted_f1 |" in report
     assert "70.62 | 78.20" in report  # the seed's figures for ViT and MLO-MAE
     assert "73.5%" in report and "0.917" in report  # MedMNIST v2 ResNet-18 (28)
-    official = render_report(summaries, {**provenance, "official": True}, RUN_INFO)
+    assert "best epoch chosen on the *test* split (its last epoch: 75.9)" in report  # the note's figures
+    assert "| MLO-MAE | +5.00 [+1.00, +9.00] | -2.00 [-6.00, +3.00] |" in report
+    assert "| epoch 0 (untrained) | 70.00 | 30.00 | 68.00 | 25.00 |" in report
+    assert "| MLO-MAE | 250 | 110 |" in report and "| ViT (no pretraining) | none | 100 |" in report
+    official = render_report(summaries, {**provenance, "official": True}, RUN_INFO, differences, probes, compute)
     assert "NOT the official file" not in official
 
 

@@ -89,3 +89,33 @@ def subtype_intervals(labels: np.ndarray, p_malignant: np.ndarray, threshold: fl
         out[name] = {"kind": "recall" if name in malignant else "fpr", "n": int(members.size),
                      "estimate": float(flagged[members].mean()), "low": float(low), "high": float(high)}
     return out
+
+
+def paired_difference_intervals(labels: np.ndarray, predicted_a: np.ndarray, predicted_b: np.ndarray,
+                                n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Accuracy and balanced-accuracy differences A - B on the same images, with percentile intervals.
+
+    ``predicted_a`` (S_a, N) and ``predicted_b`` (S_b, N): the predicted classes of each model's
+    seeds; a model's metric is its mean over seeds. Each resample draws the images once for both
+    models (paired), stratified by ``labels`` so every class keeps its count.
+    ``{metric: {"estimate", "low", "high"}}``.
+    """
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    correct_a = np.asarray(predicted_a) == labels  # (S_a, N)
+    correct_b = np.asarray(predicted_b) == labels
+
+    def difference(rows: np.ndarray) -> dict[str, float]:
+        a, b = correct_a[:, rows], correct_b[:, rows]
+        y = labels[rows]
+        # a class's recall, averaged over seeds: every seed sees the same members
+        balanced = [a[:, y == c].mean() - b[:, y == c].mean() for c in classes]
+        return {"accuracy": float(a.mean() - b.mean()), "balanced_accuracy": float(np.mean(balanced))}
+
+    estimate = difference(np.arange(labels.size))
+    samples = [difference(rows) for rows in stratified_resamples(labels, n_resamples, seed)]
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    return {key: {"estimate": estimate[key],
+                  **dict(zip(("low", "high"), map(float, np.percentile([s[key] for s in samples],
+                                                                        [tail, 100.0 - tail])), strict=True))}
+            for key in estimate}

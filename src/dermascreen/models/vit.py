@@ -135,6 +135,12 @@ class ViTClassifier(nn.Module):
         tokens = self.encoder(images)  # (B, 1+N, D)
         return self.head(self.dropout(tokens[:, 1:].mean(dim=1)))
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's layer groups (layer-wise lr decay): the embeddings, one per block (the final norm
+        with the last, as in timm's ViT); the head, matched by none, is the top layer."""
+        return {"stem": r"^encoder\.(?:cls_token|patch_embed)",
+                "blocks": [(r"^encoder\.blocks\.(\d+)", None), (r"^encoder\.norm", (99999,))]}
+
     def keras_layers(self) -> list[KerasLayer]:
         """The encoder's layers as Keras' ViT example has them (``unfreeze`` counts them)."""
         return vit_layers(self.encoder.blocks, "encoder.")

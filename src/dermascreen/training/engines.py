@@ -195,7 +195,7 @@ class History:
         scalars = {f"val_{k}": v for k, v in _epoch_metrics(evaluator.state.metrics).items()
                    if not isinstance(v, list)}
         row = {"epoch": trainer.state.epoch, "train_loss": float(trainer.state.metrics["train_loss"]), **scalars,
-               "lr": optimizer.param_groups[0]["lr"],
+               "lr": max(group["lr"] for group in optimizer.param_groups),  # the top layer's (layer decay)
                "train_time_s": trainer.state.times[Events.EPOCH_COMPLETED.name],
                "val_time_s": evaluator.state.times[Events.COMPLETED.name]}
         self.rows.append(row)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.utils import manual_seed
+from timm.optim import param_groups_layer_decay
 from torch import nn
 
 from dermascreen.models.supervision import SummedClasses
@@ -35,8 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
     "lr": 1e-3,
     "optimizer": "adam",  # adam (weight_decay is an L2 term, as Keras') or adamw (decoupled weight decay)
-    "lr_schedule": "constant",  # constant, or onecycle: per step, warm up to lr then anneal (cosine)
+    "lr_schedule": "constant",  # constant; onecycle or warmup_cosine: per step, warm up to lr, anneal (cosine)
+    "warmup_epochs": 0,  # warmup_cosine: linear warmup over this many epochs (MAE fine-tuning: 5)
     "weight_decay": 0.0,
+    # < 1: layer-wise lr decay (BEiT/MAE fine-tuning), a layer's lr = lr * layer_decay ** (layers above
+    # it), and no weight decay on biases and norms; needs a model with timm's ``group_matcher``.
+    "layer_decay": 1.0,
     "label_smoothing": 0.0,
     "patience": 5,
     "monitor": None,  # recall for the binary task, balanced_accuracy for the 7 classes
@@ -56,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
 RUNTIME_KEYS = ("progress", "compile", "checkpoint_every_s")
 NUM_CLASSES = {"binary": 2, "labels": 7}
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-LR_SCHEDULES = ("constant", "onecycle")
+LR_SCHEDULES = ("constant", "onecycle", "warmup_cosine")
 
 
 @dataclass
@@ -113,7 +118,7 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
         train_model = idist.auto_model(train_model) if idist.get_world_size() > 1 else train_model
         if cfg["compile"]:
             train_model = torch.compile(train_model)
-        optimizer = idist.auto_optim(OPTIMIZERS[cfg["optimizer"]](_trainable(model), lr=cfg["lr"],
+        optimizer = idist.auto_optim(OPTIMIZERS[cfg["optimizer"]](_param_groups(model, cfg), lr=cfg["lr"],
                                                                   weight_decay=cfg["weight_decay"]))
         loss_fn = nn.CrossEntropyLoss(weight=_class_weights(class_weights, num_classes, device))
         train_weights = model.fine_class_weights(class_weights) if fine and class_weights is not None else class_weights
@@ -172,6 +177,12 @@ def resolve_config(config: dict, num_classes: int) -> dict:
         _check_positive_int(cfg, key)
     if not 0.0 < cfg["target_recall"] <= 1.0:
         raise ValueError(f"training config: target_recall must be in (0, 1], got {cfg['target_recall']!r}")
+    if isinstance(cfg["warmup_epochs"], bool) or not isinstance(cfg["warmup_epochs"], int) \
+            or not 0 <= cfg["warmup_epochs"] < cfg["epochs"]:
+        raise ValueError(f"training config: warmup_epochs must be an integer in [0, epochs), got {cfg['warmup_epochs']!r}")
+    decay = cfg["layer_decay"]
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay <= 1.0:
+        raise ValueError(f"training config: layer_decay must be in (0, 1], got {decay!r}")
     if cfg["max_train_batches"] is not None:
         _check_positive_int(cfg, "max_train_batches")
     if cfg["progress"] not in (True, False, "auto"):
@@ -261,11 +272,40 @@ def _lr_scheduler(optimizer: torch.optim.Optimizer, cfg: dict,
     """The per-step learning-rate schedule (``create_trainer`` steps it), None for a constant lr.
 
     ``onecycle``: torch's OneCycleLR over ``epochs`` x steps, the lr warming up from lr/25 to
-    ``lr`` over the first 30% and annealing to ~0 (cosine); early stopping may end it sooner.
+    ``lr`` over the first 30% and annealing to ~0 (cosine). ``warmup_cosine`` (MAE fine-tuning):
+    linear warmup from 0 over ``warmup_epochs``, then a half cosine to 0 at the last step. Both
+    scale each parameter group's own lr (layer decay). Early stopping may end them sooner.
     """
-    if cfg["lr_schedule"] == "constant":
-        return None
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"], total_steps=cfg["epochs"] * steps_per_epoch)
+    total = cfg["epochs"] * steps_per_epoch
+    if cfg["lr_schedule"] == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   total_steps=total)
+    if cfg["lr_schedule"] == "warmup_cosine":
+        warmup = cfg["warmup_epochs"] * steps_per_epoch
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup, total))
+    return None
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The lr factor at ``step``: linear from 0 to 1 over ``warmup_steps``, then cosine from 1 to 0."""
+    if step < warmup_steps:
+        return step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _param_groups(model: nn.Module, cfg: dict) -> list[nn.Parameter] | list[dict]:
+    """The trainable parameters, in timm's layer-decay groups when ``layer_decay`` < 1."""
+    params = _trainable(model)
+    if cfg["layer_decay"] >= 1.0:
+        return params
+    if not hasattr(model, "group_matcher"):
+        raise ValueError(f"training config: layer_decay needs a model with layers to decay (a ViT); "
+                         f"{type(model).__name__} has none")
+    groups = param_groups_layer_decay(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"])
+    for group in groups:
+        group["lr"] = cfg["lr"] * group.pop("lr_scale")
+    return groups
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:

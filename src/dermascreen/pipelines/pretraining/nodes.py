@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
@@ -12,8 +13,12 @@ from matplotlib.figure import Figure
 from dermascreen.models.vit import encoder_checkpoint, encoder_from_checkpoint
 from dermascreen.pretraining.engine import run_pretraining
 from dermascreen.pretraining.figures import reconstruction_figure
-from dermascreen.pretraining.finetune import evaluate_runs, finetune_runs
+from dermascreen.evaluation.bootstrap import paired_difference_intervals
+from dermascreen.pretraining.finetune import (ModelBuilder, balanced_class_weights, evaluate_runs, finetune_runs, run_probabilities,
+                                              supervised_classifier, vit_classifier)
+from dermascreen.pretraining.mae import MaskedAutoencoder
 from dermascreen.pretraining.methods import build_autoencoder, build_pretrainer
+from dermascreen.pretraining.probe import probe_scores
 from dermascreen.pretraining.report import metrics_for_dvc, render_report, summarise
 from dermascreen.training.device import describe_hardware, hardware, resolve_device, resolve_precision
 from dermascreen.training.fit import show_progress
@@ -23,14 +28,19 @@ RANDOM_MASKING = ("mae", "umae")
 RUNTIME_KEYS = ("progress", "checkpoint_every_s")
 
 
+def initial_autoencoder(shared: dict[str, Any], mask_ratio: float, norm_pix_loss: bool,
+                        device: torch.device) -> MaskedAutoencoder:
+    """The autoencoder every method starts from (seeded): its encoder is every method's epoch 0."""
+    torch.manual_seed(shared["seed"])
+    return build_autoencoder(shared["encoder"], shared["decoder"], mask_ratio, norm_pix_loss).to(device)
+
+
 def _pretrain(method: str, train_set: dict, val_set: dict, normalization: dict, shared: dict[str, Any],
               options: dict[str, Any], source: dict[str, Any] | None) -> tuple[dict, pd.DataFrame, Figure]:
     device = resolve_device(shared["device"])
     pretrain = {**shared["pretrain"], "seed": shared["seed"],
                 "precision": resolve_precision(device, shared["pretrain"]["precision"])}
-    torch.manual_seed(shared["seed"])
-    mae = build_autoencoder(shared["encoder"], shared["decoder"], pretrain["mask_ratio"],
-                            pretrain["norm_pix_loss"]).to(device)
+    mae = initial_autoencoder(shared, pretrain["mask_ratio"], pretrain["norm_pix_loss"], device)
     source_encoder = None if source is None else encoder_from_checkpoint(source, "source encoder").to(device)
     trainer = build_pretrainer(method, mae, pretrain, options, train_set, normalization, source_encoder)
     # The state of each method's run (kept by DVC between runs, see dvc.yaml): a killed run resumes.
@@ -69,34 +79,96 @@ def pretrain_guided_encoder(train_set: dict, val_set: dict, normalization: dict,
 def finetune_encoder(encoder: dict, train_set: dict, val_set: dict, normalization: dict, method: str,
                      shared: dict[str, Any], finetune: dict[str, Any]) -> tuple[list[dict], dict]:
     """Fine-tune ``encoder`` end to end once per seed; runs and their validation summary."""
-    return _finetune(encoder, train_set, val_set, normalization, method, shared, finetune)
+    build = vit_classifier(encoder, shared["encoder"], finetune["head"])
+    return _finetune(build, train_set, val_set, normalization, method, shared, finetune, finetune["training"],
+                     encoder.get("hardware"))
 
 
 def finetune_from_scratch(train_set: dict, val_set: dict, normalization: dict, shared: dict[str, Any],
                           finetune: dict[str, Any]) -> tuple[list[dict], dict]:
     """The same ViT, recipe and budget without pretraining."""
-    return _finetune(None, train_set, val_set, normalization, "vit", shared, finetune)
+    build = vit_classifier(None, shared["encoder"], finetune["head"])
+    return _finetune(build, train_set, val_set, normalization, "vit", shared, finetune, finetune["training"])
 
 
-def _finetune(encoder: dict | None, train_set: dict, val_set: dict, normalization: dict, method: str,
-              shared: dict[str, Any], finetune: dict[str, Any]) -> tuple[list[dict], dict]:
-    runs = finetune_runs(encoder, shared["encoder"], train_set, val_set, normalization, finetune["training"],
-                         finetune["seeds"], finetune["dropout"], method)
+def train_supervised_reference(train_set: dict, val_set: dict, normalization: dict, shared: dict[str, Any],
+                               finetune: dict[str, Any]) -> tuple[list[dict], dict]:
+    """The supervised CNN reference: ``finetune.cnn``'s model and recipe, the same seeds and engine."""
+    cnn = finetune["cnn"]
+    return _finetune(supervised_classifier(cnn["model"]), train_set, val_set, normalization, "cnn", shared,
+                     finetune, cnn["training"])
+
+
+def _finetune(build: ModelBuilder, train_set: dict, val_set: dict, normalization: dict, method: str,
+              shared: dict[str, Any], finetune: dict[str, Any], training: dict[str, Any],
+              pretraining_hardware: dict | None = None) -> tuple[list[dict], dict]:
+    state_dir = Path(shared["state_dir"]) / "finetune" / method
+    class_weights = balanced_class_weights(train_set["labels"], finetune["class_weight_power"])
+    runs = finetune_runs(build, train_set, val_set, normalization, training, finetune["seeds"], method,
+                         pretraining_hardware, state_dir, class_weights)
     validation = {"method": method, "runs": [{"seed": r["seed"], "best_epoch": r["best_epoch"],
                                               **r["val_metrics"]} for r in runs]}
     return runs, validation
 
 
+def probe_encoder(encoder: dict, train_set: dict, val_set: dict, normalization: dict,
+                  shared: dict[str, Any]) -> dict[str, float]:
+    """k-NN and linear-probe scores of the frozen pretrained encoder on validation."""
+    device = resolve_device(shared["device"])
+    return probe_scores(encoder_from_checkpoint(encoder, "pretrained encoder").to(device), train_set, val_set,
+                        normalization, shared["seed"])
+
+
+def probe_initial_encoder(train_set: dict, val_set: dict, normalization: dict,
+                          shared: dict[str, Any]) -> dict[str, float]:
+    """The same probes of every method's epoch-0 encoder (the seeded initialisation, untrained)."""
+    pretrain = shared["pretrain"]
+    mae = initial_autoencoder(shared, pretrain["mask_ratio"], pretrain["norm_pix_loss"],
+                              resolve_device(shared["device"]))
+    return probe_scores(mae.encoder, train_set, val_set, normalization, shared["seed"])
+
+
 def pretraining_report(test_set: dict, normalization: dict, data_provenance: dict, profile: str,
                        shared: dict[str, Any], finetune: dict[str, Any],
-                       **finetuned: list[dict]) -> tuple[str, dict, dict]:
+                       **artifacts: Any) -> tuple[str, dict, dict]:
     """The one node that reads the test split: every fine-tuned run evaluated once, then the
-    report (markdown), ``dvc metrics`` JSON and the full per-seed test metrics."""
-    per_seed = {method: evaluate_runs(runs, test_set, normalization, shared["device"])
-                for method, runs in finetuned.items()}
+    report (markdown), ``dvc metrics`` JSON and the full per-seed test metrics.
+
+    ``artifacts``: ``finetuned_<method>`` (runs), ``probe_<method>`` (probe scores) and
+    ``encoder_<method>`` (pretrained checkpoints) of every method.
+    """
+    finetuned = _by_method(artifacts, "finetuned_")
+    labels = np.asarray(test_set["labels"])
+    probabilities = {method: run_probabilities(runs, test_set, normalization, shared["device"])
+                     for method, runs in finetuned.items()}
+    per_seed = {method: evaluate_runs(finetuned[method], probabilities[method], labels) for method in finetuned}
     summaries = {method: summarise(results) for method, results in per_seed.items()}
-    report = render_report(summaries, data_provenance, _run_info(profile, shared, finetune, finetuned))
-    return report, metrics_for_dvc(summaries), {"summaries": summaries, "per_seed": per_seed}
+    predicted = {method: np.stack([p.argmax(axis=1) for p in probas]) for method, probas in probabilities.items()}
+    differences = {method: paired_difference_intervals(labels, predicted[method], predicted["vit"])
+                   for method in finetuned if method != "vit"}
+    probes = _by_method(artifacts, "probe_")
+    compute = {method: _compute(runs, artifacts.get(f"encoder_{method}")) for method, runs in finetuned.items()}
+    report = render_report(summaries, data_provenance, _run_info(profile, shared, finetune, finetuned),
+                           differences, probes, compute)
+    return report, metrics_for_dvc(summaries), {"summaries": summaries, "per_seed": per_seed,
+                                                "differences_vs_vit": differences, "probes": probes,
+                                                "compute": compute}
+
+
+def _by_method(artifacts: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {name.removeprefix(prefix): value for name, value in artifacts.items() if name.startswith(prefix)}
+
+
+def _compute(runs: list[dict], encoder: dict | None) -> dict[str, float | None]:
+    """Seconds spent pretraining (None without pretraining) and fine-tuning (all seeds)."""
+    finetuning = sum(row["train_time_s"] + row["val_time_s"] for run in runs for row in run["history"])
+    pretraining = None if encoder is None else sum(row["seconds"] for row in encoder["history"])
+    return {"pretraining_s": pretraining, "finetuning_s": finetuning}
+
+
+def _recipe(training: dict[str, Any]) -> str:
+    keys = ("optimizer", "lr", "weight_decay", "layer_decay", "lr_schedule", "warmup_epochs", "label_smoothing")
+    return ", ".join(f"{key} {training[key]}" for key in keys if key in training)
 
 
 def _used_hardware(finetuned: dict[str, list[dict]], key: str) -> str:
@@ -107,7 +179,7 @@ def _used_hardware(finetuned: dict[str, list[dict]], key: str) -> str:
 def _run_info(profile: str, shared: dict[str, Any], finetune: dict[str, Any],
               finetuned: dict[str, list[dict]]) -> dict[str, Any]:
     pretrain, encoder = shared["pretrain"], shared["encoder"]
-    training = finetune["training"]
+    training, cnn = finetune["training"], finetune["cnn"]
     return {
         "command": f"kedro run --pipelines pretraining --env {profile}",
         "profile": profile,
@@ -115,8 +187,10 @@ def _run_info(profile: str, shared: dict[str, Any], finetune: dict[str, Any],
         "pretraining": f"{pretrain['epochs']} epochs, batch {pretrain['batch_size']}, mask ratio "
                        f"{pretrain['mask_ratio']}, ViT {encoder}",
         "finetune": f"{training['epochs']} epochs max (patience {training['patience']}, monitor "
-                    f"{training['monitor']}), batch {training['batch_size']}, Adam lr {training['lr']}, "
-                    f"augment {training.get('augment')}",
+                    f"{training['monitor']}), batch {training['batch_size']}, {_recipe(training)}, head "
+                    f"{finetune['head']}, augment {training.get('augment')}",
+        "class_weights": f"class weights (N / (7 n_c)) ** {finetune['class_weight_power']}",
+        "cnn": f"{cnn['model']}, {cnn['training']['epochs']} epochs, {_recipe(cnn['training'])}",
         "hardware": f"pretraining on {_used_hardware(finetuned, 'pretraining_hardware')}, fine-tuning on "
                     f"{_used_hardware(finetuned, 'hardware')} (device (device model), precision)",
     }

@@ -6,7 +6,8 @@ import torch
 
 from dermascreen.models.vit import ViTEncoder
 from dermascreen.pretraining.automae import AutoMAEPretrainer, gumbel_topk_mask, rectangle_prior_masks
-from dermascreen.pretraining.engine import run_pretraining, warmup_cosine
+from dermascreen.pretraining.engine import run_pretraining
+from dermascreen.training.schedules import warmup_cosine
 from dermascreen.pretraining.mae import mask_from_scores
 from dermascreen.pretraining.methods import METHODS, build_autoencoder, build_pretrainer
 from dermascreen.pretraining.mlo_mae import MLOMAEPretrainer, stratified_holdout

@@ -25,6 +25,7 @@ from torch import nn
 from dermascreen.training.checkpoint import TrainingCheckpoint, job_description
 from dermascreen.training.data import normalization_tensors, to_model_input, train_batches
 from dermascreen.training.device import autocast_context, kernel_settings
+from dermascreen.training.schedules import warmup_cosine
 
 logger = logging.getLogger(__name__)
 # The code a pretraining run executes: a change in it makes a saved state another job's.
@@ -108,13 +109,6 @@ def make_optimizer(modules: nn.Module | list[nn.Parameter], lr: float, weight_de
     no_decay = [p for p in params if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(0.9, 0.95))
-
-
-def warmup_cosine(iteration: int, warmup: int, total: int) -> float:
-    """LR multiplier: linear warmup over ``warmup`` iterations, then half-cosine to 0 at ``total``."""
-    if iteration < warmup:
-        return (iteration + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (iteration - warmup) / max(1, total - warmup)))
 
 
 class History:

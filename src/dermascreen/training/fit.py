@@ -28,6 +28,7 @@ from dermascreen.training.data import check_split, eval_batches, normalization_t
 from dermascreen.training.device import (describe_hardware, hardware, kernel_settings, resolve_device,
                                          resolve_precision)
 from dermascreen.training.engines import Handlers, attach_handlers, create_evaluator, create_trainer, metric_names
+from dermascreen.training.schedules import warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -272,8 +273,8 @@ def _lr_scheduler(optimizer: torch.optim.Optimizer, cfg: dict,
     """The per-step learning-rate schedule (``create_trainer`` steps it), None for a constant lr.
 
     ``onecycle``: torch's OneCycleLR over ``epochs`` x steps, the lr warming up from lr/25 to
-    ``lr`` over the first 30% and annealing to ~0 (cosine). ``warmup_cosine`` (MAE fine-tuning):
-    linear warmup from 0 over ``warmup_epochs``, then a half cosine to 0 at the last step. Both
+    ``lr`` over the first 30% and annealing to ~0 (cosine). ``warmup_cosine`` (MAE fine-tuning, the
+    pretraining engine's schedule): linear warmup over ``warmup_epochs``, then a half cosine to 0. Both
     scale each parameter group's own lr (layer decay). Early stopping may end them sooner.
     """
     total = cfg["epochs"] * steps_per_epoch
@@ -284,14 +285,6 @@ def _lr_scheduler(optimizer: torch.optim.Optimizer, cfg: dict,
         warmup = cfg["warmup_epochs"] * steps_per_epoch
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup, total))
     return None
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
-    """The lr factor at ``step``: linear from 0 to 1 over ``warmup_steps``, then cosine from 1 to 0."""
-    if step < warmup_steps:
-        return step / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _param_groups(model: nn.Module, cfg: dict) -> list[nn.Parameter] | list[dict]:

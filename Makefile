@@ -37,7 +37,8 @@ test: setup
 # PROFILE=... overrides; a profile other than params.yaml's runs as a DVC experiment.
 # First the ImageNet weights are fetched where a hub can be reached (offline, the preflight says
 # how to provide them), then the preflight check lists every problem at once and stops the run
-# in seconds when it cannot succeed (docs/training.md).
+# in seconds when it cannot succeed (docs/training.md), and the expected training time of each
+# stage is printed (python -m dermascreen.estimate: a few real steps of every job, times its size).
 # DVC cannot see DERMAMNIST_NPZ: a raw copy that differs from it is dropped first, so DVC reruns
 # data_engineering with the new file (docs/data.md). At the end: the quick targets, the measured
 # values and the published anchors (python -m dermascreen.targets, docs/results.md).
@@ -49,6 +50,7 @@ repro: setup
 	export PATH=$(abspath $(BIN)):$$PATH; \
 	dermascreen-weights fetch --profile $$profile || true; \
 	python -m dermascreen.preflight --env $$profile || exit 1; \
+	python -m dermascreen.estimate --env $$profile || echo "dermascreen: no time estimate (see the error above)"; \
 	start=$$(date +%s); \
 	if [ "$$profile" = "$$current" ]; then dvc repro || exit 1; else dvc exp run --set-param profile=$$profile || exit 1; fi; \
 	python -m dermascreen.targets --wall-minutes $$(( ($$(date +%s) - start) / 60 ))

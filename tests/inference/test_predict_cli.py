@@ -1,8 +1,10 @@
 """dermascreen-predict on real image files in a temp folder, with a tiny model exported as phase3 exports it."""
 
 import json
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -179,6 +181,28 @@ def test_16_bit_grey_png_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
     assert out.mean() < 200 and out.min() < 30  # PIL's own convert("RGB") gives 255 nearly everywhere
 
 
+def _png_16_bit_rgb(path, pixels: np.ndarray):
+    """A 48-bit RGB PNG written by hand (PIL cannot write one): signature, IHDR, IDAT, IEND."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)  # filter 0 per row
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits, colour type 2 (RGB)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_16_bit_rgb_png_is_read_by_its_high_byte(tmp_path):
+    grey = _gradient()
+    rgb = np.stack([grey, 255 - grey, grey // 2], axis=-1)
+    low_bytes = np.random.default_rng(0).integers(0, 256, rgb.shape)
+    path = _png_16_bit_rgb(tmp_path / "rgb48.png", rgb.astype(np.uint32) * 256 + low_bytes)
+    with Image.open(path) as image:
+        assert image.mode == "RGB"  # PIL reduces 48-bit RGB itself
+    assert np.array_equal(load_image(path, 28, BACKGROUND), _reference(rgb))  # not near white either
+
+
 def test_palette_png_gives_the_colours_of_its_palette(tmp_path):
     grey = _gradient()
     rgb = np.stack([grey, 255 - grey, np.full_like(grey, 60)], axis=-1)
@@ -317,7 +341,7 @@ def test_missing_model_is_a_one_line_error(project, capsys):
     (project / "model.pt").unlink()
     assert _run(project) == 2
     assert _error_line(capsys) == (f"dermascreen-predict: model file {project / 'model.pt'} not found: build it "
-                                   "with `dvc repro phase3` (docs/phase3.md) or pass --model FILE")
+                                   "with 'dvc repro phase3' (docs/phase3.md) or pass --model FILE")
 
 
 def test_an_unreadable_image_alone_exits_1_naming_the_file(project, capsys):

@@ -30,7 +30,7 @@ from dermascreen.training.device import DEVICES
 from dermascreen.training.fit import show_progress
 
 DEFAULT_MODEL = Path("data/06_models/phase3/final.pt")  # under the project root
-BUILD_MODEL = "build it with `dvc repro phase3` (docs/phase3.md) or pass --model FILE"
+BUILD_MODEL = "build it with 'dvc repro phase3' (docs/phase3.md) or pass --model FILE"
 OUR_MODEL = f"pass --model with the final.pt that phase3 exports ({DEFAULT_MODEL})"
 
 
@@ -59,12 +59,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="write one row per image to this .csv or .json file (default: a table on stdout)")
     parser.add_argument("--format", choices=FORMATS, default=None,
-                        help="format of --output when its suffix is neither .csv nor .json")
+                        help="format of --output (default: from its suffix, .csv or .json)")
     parser.add_argument("--model", type=Path, default=None,
                         help=f"model file (default: {DEFAULT_MODEL} under the project root)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="use this threshold (on the calibrated probability) instead of the model's")
-    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=256,
+                        help="images decoded and scored at once (default %(default)s)")
     parser.add_argument("--device", choices=DEVICES, default="cpu", help="(default %(default)s)")
     parser.add_argument("--size", type=positive_int, default=None,
                         help="image side the model takes; only the model's own image_size is accepted "

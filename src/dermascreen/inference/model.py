@@ -26,7 +26,9 @@ def model_from_checkpoint(checkpoint: dict, name: str) -> torch.nn.Module:
         raise CheckpointError(f"{name}: expected a checkpoint dict, got {type(checkpoint).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
-        raise CheckpointError(f"{name}: checkpoint lacks {missing}; it has {sorted(checkpoint)}")
+        keys = [str(key) for key in checkpoint]
+        shown = keys[:8] + ([f"... {len(keys) - 8} more"] if len(keys) > 8 else [])  # a bare state dict has hundreds
+        raise CheckpointError(f"{name}: checkpoint lacks {missing}; it has {shown}")
     try:
         model = build_model(checkpoint["config"])
     except (KeyError, ValueError, TypeError) as error:
@@ -34,9 +36,9 @@ def model_from_checkpoint(checkpoint: dict, name: str) -> torch.nn.Module:
     try:
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except RuntimeError as error:
-        # torch lists every missing/unexpected key and size mismatch; keep its text.
+        # torch lists every missing/unexpected key and size mismatch; keep its text, on one line.
         raise CheckpointError(
-            f"{name}: the weights do not match the model config {checkpoint['config']}: {error}"
+            f"{name}: the weights do not match the model config {checkpoint['config']}: {' '.join(str(error).split())}"
         ) from error
     return model.eval()
 

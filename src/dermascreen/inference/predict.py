@@ -7,49 +7,55 @@ empty probability; the batch carries on.
 
 from __future__ import annotations
 
-import logging
+import json
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from dermascreen.evaluation.calibration import apply_calibrator
 from dermascreen.io import atomic_write
-from dermascreen.inference.preprocess import UNREADABLE, iter_image_files, load_image
+from dermascreen.inference.preprocess import UNREADABLE, background_colour, iter_image_files, load_image
 from dermascreen.training.fit import predict_proba
-
-logger = logging.getLogger(__name__)
 
 COLUMNS = ("file", "p_malignant", "p_malignant_uncalibrated", "decision", "threshold", "status")
 NO_CALIBRATION = {"method": "none"}
+FORMATS = ("csv", "json")
 
 
 def predict_files(model: torch.nn.Module, normalization: dict, inputs: Iterable[str | Path],
                   threshold: float, batch_size: int = 256, device: str = "cpu", size: int = 28,
-                  calibrator: dict = NO_CALIBRATION) -> pd.DataFrame:
+                  calibrator: dict = NO_CALIBRATION, progress: bool = False) -> pd.DataFrame:
     """One row per file found in ``inputs`` (files and folders), in the order they were found.
 
     ``p_malignant`` is the model's probability mapped by ``calibrator`` (phase3's, fitted on
-    validation); ``threshold`` applies to it."""
+    validation); ``threshold`` applies to it. ``progress``: a bar on stderr, one step per file."""
+    files = list(iter_image_files(inputs))  # paths only: the bar needs the total
+    background = background_colour(normalization)
     rows: list[dict] = []
     pending: list[tuple[dict, np.ndarray]] = []
-    for path in iter_image_files(inputs):
+    for path in tqdm(files, unit="image", disable=not progress):
         row = {"file": str(path), "p_malignant": np.nan, "p_malignant_uncalibrated": np.nan, "decision": "",
                "threshold": float(threshold), "status": "ok"}
         rows.append(row)
         try:
-            pending.append((row, load_image(path, size)))
+            pending.append((row, load_image(path, size, background)))
         except UNREADABLE as error:
-            row["status"] = f"skipped: {error}"
-            logger.warning("%s: unreadable, skipped (%s)", path, error)
+            row["status"] = f"skipped: unreadable image ({_one_line(error)})"
         if len(pending) == batch_size:
             _score(model, normalization, pending, threshold, batch_size, device, calibrator)
             pending = []
     if pending:
         _score(model, normalization, pending, threshold, batch_size, device, calibrator)
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _one_line(error: Exception) -> str:
+    # The CSV and the CLI report give one line per file, whatever the decoder's message holds.
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _score(model: torch.nn.Module, normalization: dict, pending: list[tuple[dict, np.ndarray]],
@@ -65,7 +71,14 @@ def _score(model: torch.nn.Module, normalization: dict, pending: list[tuple[dict
         row["decision"] = "malignant" if p >= threshold else "benign"
 
 
-def write_predictions(predictions: pd.DataFrame, path: str | Path) -> None:
-    """CSV written atomically: a crash never leaves half a predictions file."""
-    with atomic_write(path, suffix=".csv") as tmp:
-        predictions.to_csv(tmp, index=False)
+def write_predictions(predictions: pd.DataFrame, path: str | Path, file_format: str = "csv") -> None:
+    """CSV, or JSON (a list of row objects, null for a skipped file's probabilities), written
+    atomically: a crash never leaves half a predictions file."""
+    if file_format not in FORMATS:
+        raise ValueError(f"predictions format must be one of {FORMATS}, got {file_format!r}")
+    with atomic_write(path, suffix=f".{file_format}") as tmp:
+        if file_format == "csv":
+            predictions.to_csv(tmp, index=False)
+        else:  # json.dumps, not DataFrame.to_json, which writes "\/" in every path
+            records = predictions.astype(object).where(predictions.notna(), None).to_dict(orient="records")
+            tmp.write_text(json.dumps(records, indent=2) + "\n")

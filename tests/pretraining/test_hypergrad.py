@@ -119,3 +119,34 @@ def test_both_paths_of_a_three_level_chain_match_exact_autograd(seed):
     # hypergradient is another vector
     one_path = _exact_chain(theta, psi, phi, pretrain, finetune, masking, 0.1, 0.2, both_paths=False)
     assert (exact - one_path).abs().max() > 1e-2 * exact.abs().max()
+
+
+def test_three_level_modules_in_float32_with_the_default_epsilon():
+    torch.manual_seed(0)
+    # theta: a feature net trained on phi-weighted reconstruction; psi: a head on its features
+    net, head, weigher = nn.Linear(4, 3), nn.Linear(3, 2), nn.Linear(4, 1)
+    x, x_train, y_train = torch.randn(16, 4), torch.randn(12, 4), torch.randint(0, 2, (12,))
+    x_held, y_held = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    target = torch.randn(16, 3)
+
+    def call(module, params, inputs):
+        return module(inputs) if params is None else functional_call(module, params, (inputs,))
+
+    def pretrain(t=None):
+        return (torch.sigmoid(weigher(x)).squeeze(-1) * ((torch.tanh(call(net, t, x)) - target) ** 2).sum(1)).mean()
+
+    def classify(inputs, labels, t=None, s=None):
+        return nn.functional.cross_entropy(call(head, s, torch.tanh(call(net, t, inputs))), labels)
+
+    thetas, psis = dict(net.named_parameters()), dict(head.named_parameters())
+    steps = torch.autograd.grad(pretrain(thetas), list(thetas.values()), create_graph=True)
+    theta1 = {name: p - 0.5 * g for (name, p), g in zip(thetas.items(), steps)}
+    steps = torch.autograd.grad(classify(x_train, y_train, theta1, psis), list(psis.values()), create_graph=True)
+    psi1 = {name: p - 0.3 * g for (name, p), g in zip(psis.items(), steps)}
+    exact = torch.autograd.grad(classify(x_held, y_held, theta1, psi1), list(weigher.parameters()))
+    levels = [Level(pretrain, list(net.parameters()), 0.5),
+              Level(lambda: classify(x_train, y_train), list(head.parameters()), 0.3)]
+    approx = darts_hypergradient(levels, lambda: classify(x_held, y_held), list(weigher.parameters()))
+    for a, e in zip(approx, exact):
+        torch.testing.assert_close(a, e, rtol=2e-2, atol=1e-5)
+    assert sum(e.abs().sum() for e in exact) > 1e-4

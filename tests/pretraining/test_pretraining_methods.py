@@ -103,7 +103,7 @@ def test_mlo_mae_masking_network_moves_only_on_upper_level_steps():
     data = _train_set()
     trainer = MLOMAEPretrainer(_mae(), **PRETRAIN, images=data["images"], labels=data["labels"],
                                normalization=NORMALIZATION, batch_size=8,
-                               masking_network={"embed_dim": 16, "depth": 1, "num_heads": 1})
+                               masking_network={"hidden": 16})
     snapshot = [p.detach().clone() for p in trainer.masking.parameters()]
     images = torch.randn(8, 3, 28, 28)
     first = trainer.step(images, 0.0)  # level 1 only (unroll 2)
@@ -117,8 +117,7 @@ def test_mlo_mae_masking_network_moves_only_on_upper_level_steps():
 def test_mlo_mae_masks_the_patches_the_masking_network_rates_highest():
     data = _train_set()
     trainer = MLOMAEPretrainer(_mae(), **PRETRAIN, images=data["images"], labels=data["labels"],
-                               normalization=NORMALIZATION, masking_network={"embed_dim": 16, "depth": 1,
-                                                                             "num_heads": 1})
+                               normalization=NORMALIZATION, masking_network={"hidden": 16})
     images = torch.randn(2, 3, 28, 28)
     probabilities = trainer.mask_scores(images, 0.0)
     out = trainer.mae(images, probabilities)
@@ -130,13 +129,14 @@ def test_mlo_mae_masks_the_patches_the_masking_network_rates_highest():
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_deterministically_in_the_engine(method):
     data = _train_set()
-    options = {"mlo_mae": {"batch_size": 8, "masking_network": {"embed_dim": 16, "depth": 1, "num_heads": 1}},
+    options = {"mlo_mae": {"batch_size": 8, "masking_network": {"hidden": 16}},
                "semmae": {"num_parts": 3}}.get(method, {})
 
     def run():
         torch.manual_seed(1)
         source = ViTEncoder(**ENCODER)
-        trainer = build_pretrainer(method, _mae(), PRETRAIN, options, data, NORMALIZATION, source)
+        trainer = build_pretrainer(method, _mae(), {**PRETRAIN, "augment": "official"}, options, data,
+                                   NORMALIZATION, source)
         return run_pretraining(trainer, data, NORMALIZATION, epochs=2, batch_size=16, warmup_epochs=0.5, seed=0)
 
     first, second = run(), run()

@@ -18,9 +18,9 @@ from dermascreen.pretraining.methods import METHODS, build_autoencoder, build_pr
 
 ENCODER = {"embed_dim": 16, "depth": 1, "num_heads": 2}
 DECODER = {"dim": 16, "depth": 1, "heads": 2}
-PRETRAIN = {"lr": 1e-3, "weight_decay": 0.05, "seed": 0}
+PRETRAIN = {"lr": 1e-3, "weight_decay": 0.05, "seed": 0, "augment": "official"}  # every batch augmented
 NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-OPTIONS = {"mlo_mae": {"batch_size": 8, "masking_network": {"embed_dim": 8, "depth": 1, "num_heads": 1}},
+OPTIONS = {"mlo_mae": {"batch_size": 8, "masking_network": {"hidden": 8}},
            "semmae": {"num_parts": 3}}
 BATCHES_PER_EPOCH = 4  # 70 images, batches of 16, the last incomplete one dropped
 

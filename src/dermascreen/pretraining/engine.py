@@ -22,6 +22,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
 from torch import nn
 
+from dermascreen.pretraining.augment import Augment, epoch_generator
 from dermascreen.training.checkpoint import TrainingCheckpoint, job_description
 from dermascreen.training.data import normalization_tensors, to_model_input, train_batches
 from dermascreen.training.device import autocast_context, kernel_settings
@@ -36,6 +37,7 @@ class Pretrainer(Protocol):
 
     mae: nn.Module  # the MaskedAutoencoder whose encoder is the product
     optimizers: list[torch.optim.Optimizer]
+    augment: Augment | None  # applied to every training batch (``pretraining.augment``)
     device: torch.device
     precision: str
 
@@ -62,6 +64,7 @@ class PretrainerBase:
     generator: torch.Generator
     precision: str = "fp32"
     steps: int = 0
+    augment: Augment | None = None
 
     @property
     def device(self) -> torch.device:
@@ -177,12 +180,21 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
         mean, std = normalization_tensors(normalization, device)
         total = epochs * len(batches)
 
+        augmentation = {"generator": epoch_generator(seed, 0)}
+
         def process(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
             images = to_model_input(batch[0], mean, std, channels_last=False)  # (B, 3, H, W)
+            if pretrainer.augment is not None:
+                images = pretrainer.augment(images, augmentation["generator"])
             return pretrainer.step(images, (engine.state.iteration - 1) / total)
 
+        def start_epoch(engine: Engine) -> None:
+            # batch order and augmentation are functions of (seed, epoch): a resumed run draws the same
+            batches.set_epoch(engine.state.epoch - 1)
+            augmentation["generator"] = epoch_generator(seed, engine.state.epoch - 1)
+
         engine = Engine(process)
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: batches.set_epoch(e.state.epoch - 1))
+        engine.add_event_handler(Events.EPOCH_STARTED, start_epoch)
         history = History()
         _attach_handlers(engine, pretrainer, history, round(warmup_epochs * len(batches)), total,
                          len(batches) * batch_size, progress)

@@ -1,9 +1,10 @@
 """Pretraining throughput (training images per second) of every method on one profile's sizes.
 
-Each method's full training step (MLO-MAE: averaged over its unroll cycle, upper levels included)
-runs on DermaMNIST train images with the encoder, decoder, batch size and method options of
-``conf/<env>/parameters_pretraining.yml`` (soft-merged over base). SemMAE and AutoMAE get a
-randomly initialised source encoder: their cost does not depend on its weights.
+Each method's full training step (its ``pretrain.augment`` augmentation included; MLO-MAE: averaged
+over its unroll cycle, upper levels included) runs on DermaMNIST train images with the encoder,
+decoder, batch size and method options of ``conf/<env>/parameters_pretraining.yml`` (soft-merged
+over base). SemMAE and AutoMAE get a randomly initialised source encoder: their cost does not
+depend on its weights.
 
     .venv/bin/python benchmarks/bench_pretraining.py [--env quick] [--steps 6] [--device cpu] [--threads 1]
 
@@ -62,8 +63,13 @@ def images_per_second(method: str, params: dict, data: dict, normalization: dict
     batch = pretrain["batch_size"]
     images = to_model_input(torch.from_numpy(data["images"][:batch]).to(device),
                             *normalization_tensors(normalization, torch.device(device)), channels_last=False)
+    generator = torch.Generator().manual_seed(0)
+
+    def step(progress: float) -> None:  # the engine's iteration: augmentation (pretrain.augment), then the step
+        trainer.step(images if trainer.augment is None else trainer.augment(images, generator), progress)
+
     for _ in range(2):  # warm-up (and a full MLO-MAE cycle)
-        trainer.step(images, 0.0)
+        step(0.0)
     clock = time.perf_counter if device == "cuda" else time.process_time
     seconds = []
     for _ in range(repeats):
@@ -71,7 +77,7 @@ def images_per_second(method: str, params: dict, data: dict, normalization: dict
             torch.cuda.synchronize()
         start = clock()
         for _ in range(steps):
-            trainer.step(images, 0.5)
+            step(0.5)
         if device == "cuda":
             torch.cuda.synchronize()
         seconds.append(clock() - start)

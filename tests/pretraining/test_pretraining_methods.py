@@ -137,7 +137,7 @@ def test_every_method_trains_deterministically_in_the_engine(method):
         source = ViTEncoder(**ENCODER)
         trainer = build_pretrainer(method, _mae(), {**PRETRAIN, "augment": "official"}, options, data,
                                    NORMALIZATION, source)
-        return run_pretraining(trainer, data, NORMALIZATION, epochs=2, batch_size=16, warmup_epochs=0.5, seed=0)
+        return run_pretraining(trainer, data, NORMALIZATION, epochs=2, batch_size=16, warmup_epochs=0.5, seed=0)[0]
 
     first, second = run(), run()
     assert [row["epoch"] for row in first] == [1, 2]
@@ -156,3 +156,23 @@ def test_guided_methods_require_a_source_encoder():
         build_pretrainer("semmae", _mae(), PRETRAIN, {})
     with pytest.raises(ValueError, match="unknown pretraining method 'bert'"):
         build_pretrainer("bert", _mae(), PRETRAIN, {})
+
+
+def test_each_method_reports_its_forward_passes_per_step():
+    data = _train_set()
+    passes, tokens = {}, {}
+    for method in METHODS:
+        options = {"mlo_mae": {"batch_size": 8, "masking_network": {"hidden": 16}}, "semmae": {"num_parts": 3}}
+        torch.manual_seed(1)
+        trainer = build_pretrainer(method, _mae(), PRETRAIN, options.get(method, {}), data, NORMALIZATION,
+                                   ViTEncoder(**ENCODER))
+        _, compute = run_pretraining(trainer, data, NORMALIZATION, epochs=1, batch_size=16, warmup_epochs=0, seed=0)
+        assert compute["steps"] == len(data["labels"]) // 16 and compute["seconds"] > 0
+        passes[method], tokens[method] = compute["forward_passes_per_step"], compute["encoder_tokens_per_step"]
+    mae = _mae()
+    visible, full = 1 + mae.num_patches - mae.n_masked, 1 + mae.num_patches  # tokens, [CLS] included
+    assert passes["mae"] == {"encoder": 1.0, "decoder": 1.0} and tokens["mae"] == 16 * visible
+    assert passes["semmae"]["part_encoder"] == 1.0 and tokens["semmae"] == 16 * (visible + full)
+    assert passes["automae"]["source"] == 1.0
+    # MLO-MAE: more encoder passes than MAE (upper levels, virtual steps, finite differences)
+    assert passes["mlo_mae"]["encoder"] > 2 and passes["mlo_mae"]["masking"] >= 1

@@ -137,6 +137,9 @@ class ComputeCounter:
                 handles.append(module.register_forward_hook(self._hook(name)))
         return handles
 
+    def count_step(self, _: Any = None) -> None:
+        self.steps += 1
+
     def _hook(self, name: str):
         def count(module: nn.Module, inputs: Any, output: Any) -> None:
             self.calls[name] += 1
@@ -228,9 +231,9 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
     ``max_batches`` caps an epoch (a fresh random subset each epoch): small profiles' budget. With
     ``checkpoint_dir``, the run saves its state (at the end of an epoch, at most every
     ``checkpoint_every_s`` seconds, and at the end) and, started again as the same job, resumes
-    from it, or returns the stored history (and compute) of a finished run. The job is ``settings`` (the
-    method's configuration), these arguments, the code, the data and every module's initial
-    weights (``training.checkpoint``'s fingerprint rules).
+    from it, or returns the stored history (and compute) of a finished run. The job is
+    ``settings`` (the method's configuration), these arguments, the code, the data and every
+    module's initial weights (``training.checkpoint``'s fingerprint rules).
     """
     device = pretrainer.device
     torch.manual_seed(seed)
@@ -255,7 +258,7 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
         engine = Engine(process)
         engine.add_event_handler(Events.EPOCH_STARTED, start_epoch)
         history, compute = History(), ComputeCounter()
-        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda _: setattr(compute, "steps", compute.steps + 1))
+        engine.add_event_handler(Events.ITERATION_COMPLETED, compute.count_step)
         _attach_handlers(engine, pretrainer, history, round(warmup_epochs * len(batches)), total,
                          len(batches) * batch_size, progress)
         if checkpoint_dir is not None:

@@ -37,11 +37,11 @@ def _pretrain(method: str, train_set: dict, val_set: dict, normalization: dict, 
     settings = {"method": method, "options": options, "encoder": shared["encoder"], "decoder": shared["decoder"],
                 "pretrain": {key: value for key, value in pretrain.items() if key not in RUNTIME_KEYS}}
     history, compute = run_pretraining(trainer, train_set, normalization, epochs=pretrain["epochs"],
-                              batch_size=pretrain["batch_size"], warmup_epochs=pretrain["warmup_epochs"],
-                              seed=shared["seed"], max_batches=pretrain["max_batches"],
-                              progress=show_progress(pretrain["progress"]),
-                              checkpoint_dir=Path(shared["state_dir"]) / method,
-                              checkpoint_every_s=pretrain["checkpoint_every_s"], settings=settings)
+                                       batch_size=pretrain["batch_size"], warmup_epochs=pretrain["warmup_epochs"],
+                                       seed=shared["seed"], max_batches=pretrain["max_batches"],
+                                       progress=show_progress(pretrain["progress"]),
+                                       checkpoint_dir=Path(shared["state_dir"]) / method,
+                                       checkpoint_every_s=pretrain["checkpoint_every_s"], settings=settings)
     figure = reconstruction_figure(trainer, val_set["images"][: shared["figure_images"]], normalization, method,
                                    learned=method not in RANDOM_MASKING, seed=shared["seed"])
     checkpoint = encoder_checkpoint(mae.encoder, shared["encoder"], method=method, normalization=normalization,

@@ -104,7 +104,7 @@ def test_mlo_mae_masking_network_moves_only_on_upper_level_steps():
     data = _train_set()
     trainer = MLOMAEPretrainer(_mae(), **PRETRAIN, images=data["images"], labels=data["labels"],
                                normalization=NORMALIZATION, batch_size=8,
-                               masking_network={"embed_dim": 16, "depth": 1, "num_heads": 1})
+                               masking_network={"hidden": 16})
     snapshot = [p.detach().clone() for p in trainer.masking.parameters()]
     images = torch.randn(8, 3, 28, 28)
     first = trainer.step(images, 0.0)  # level 1 only (unroll 2)
@@ -118,8 +118,7 @@ def test_mlo_mae_masking_network_moves_only_on_upper_level_steps():
 def test_mlo_mae_masks_the_patches_the_masking_network_rates_highest():
     data = _train_set()
     trainer = MLOMAEPretrainer(_mae(), **PRETRAIN, images=data["images"], labels=data["labels"],
-                               normalization=NORMALIZATION, masking_network={"embed_dim": 16, "depth": 1,
-                                                                             "num_heads": 1})
+                               normalization=NORMALIZATION, masking_network={"hidden": 16})
     images = torch.randn(2, 3, 28, 28)
     probabilities = trainer.mask_scores(images, 0.0)
     out = trainer.mae(images, probabilities)
@@ -131,14 +130,15 @@ def test_mlo_mae_masks_the_patches_the_masking_network_rates_highest():
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_deterministically_in_the_engine(method):
     data = _train_set()
-    options = {"mlo_mae": {"batch_size": 8, "masking_network": {"embed_dim": 16, "depth": 1, "num_heads": 1}},
+    options = {"mlo_mae": {"batch_size": 8, "masking_network": {"hidden": 16}},
                "semmae": {"num_parts": 3}}.get(method, {})
 
     def run():
         torch.manual_seed(1)
         source = ViTEncoder(**ENCODER)
-        trainer = build_pretrainer(method, _mae(), PRETRAIN, options, data, NORMALIZATION, source)
-        return run_pretraining(trainer, data, NORMALIZATION, epochs=2, batch_size=16, warmup_epochs=0.5, seed=0)
+        trainer = build_pretrainer(method, _mae(), {**PRETRAIN, "augment": "official"}, options, data,
+                                   NORMALIZATION, source)
+        return run_pretraining(trainer, data, NORMALIZATION, epochs=2, batch_size=16, warmup_epochs=0.5, seed=0)[0]
 
     first, second = run(), run()
     assert [row["epoch"] for row in first] == [1, 2]
@@ -157,3 +157,23 @@ def test_guided_methods_require_a_source_encoder():
         build_pretrainer("semmae", _mae(), PRETRAIN, {})
     with pytest.raises(ValueError, match="unknown pretraining method 'bert'"):
         build_pretrainer("bert", _mae(), PRETRAIN, {})
+
+
+def test_each_method_reports_its_forward_passes_per_step():
+    data = _train_set()
+    passes, tokens = {}, {}
+    for method in METHODS:
+        options = {"mlo_mae": {"batch_size": 8, "masking_network": {"hidden": 16}}, "semmae": {"num_parts": 3}}
+        torch.manual_seed(1)
+        trainer = build_pretrainer(method, _mae(), PRETRAIN, options.get(method, {}), data, NORMALIZATION,
+                                   ViTEncoder(**ENCODER))
+        _, compute = run_pretraining(trainer, data, NORMALIZATION, epochs=1, batch_size=16, warmup_epochs=0, seed=0)
+        assert compute["steps"] == len(data["labels"]) // 16 and compute["seconds"] > 0
+        passes[method], tokens[method] = compute["forward_passes_per_step"], compute["encoder_tokens_per_step"]
+    mae = _mae()
+    visible, full = 1 + mae.num_patches - mae.n_masked, 1 + mae.num_patches  # tokens, [CLS] included
+    assert passes["mae"] == {"encoder": 1.0, "decoder": 1.0} and tokens["mae"] == 16 * visible
+    assert passes["semmae"]["part_encoder"] == 1.0 and tokens["semmae"] == 16 * (visible + full)
+    assert passes["automae"]["source"] == 1.0
+    # MLO-MAE: more encoder passes than MAE (upper levels, virtual steps, finite differences)
+    assert passes["mlo_mae"]["encoder"] > 2 and passes["mlo_mae"]["masking"] >= 1

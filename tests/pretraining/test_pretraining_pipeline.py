@@ -55,6 +55,8 @@ def test_tiny_profile_runs_end_to_end(tmp_path):
         encoder = data / "06_models" / "pretraining" / method / "encoder.pt"
         model = build_vit({"arch": "vit", "num_classes": 2, "weights": str(encoder)})  # what phase1 does
         assert model(torch.zeros(1, 3, 28, 28)).shape == (1, 2)
+        compute = torch.load(encoder, weights_only=True)["compute"]  # the report's "compute relative to MAE"
+        assert compute["steps"] == 2 and compute["forward_passes_per_step"]["encoder"] >= 1
     test_metrics = json.loads((data / "08_reporting" / "pretraining" / "test_metrics.json").read_text())
     assert len(test_metrics["per_seed"]["mlo_mae"][0]["per_class_recall"]) == 7
     assert set(test_metrics["differences_vs_vit"]) == {*METHODS[1:], "cnn"}

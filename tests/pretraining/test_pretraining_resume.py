@@ -18,9 +18,9 @@ from dermascreen.pretraining.methods import METHODS, build_autoencoder, build_pr
 
 ENCODER = {"embed_dim": 16, "depth": 1, "num_heads": 2}
 DECODER = {"dim": 16, "depth": 1, "heads": 2}
-PRETRAIN = {"lr": 1e-3, "weight_decay": 0.05, "seed": 0}
+PRETRAIN = {"lr": 1e-3, "weight_decay": 0.05, "seed": 0, "augment": "official"}  # every batch augmented
 NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
-OPTIONS = {"mlo_mae": {"batch_size": 8, "masking_network": {"embed_dim": 8, "depth": 1, "num_heads": 1}},
+OPTIONS = {"mlo_mae": {"batch_size": 8, "masking_network": {"hidden": 8}},
            "semmae": {"num_parts": 3}}
 BATCHES_PER_EPOCH = 4  # 70 images, batches of 16, the last incomplete one dropped
 
@@ -43,13 +43,17 @@ def pretrainer(method: str, data: dict, precision: str = "fp32"):
                             NORMALIZATION, source)
 
 
-def run(trainer, data: dict, directory) -> list[dict]:
+def run(trainer, data: dict, directory) -> tuple[list[dict], dict]:
     return run_pretraining(trainer, data, NORMALIZATION, epochs=3, batch_size=16, warmup_epochs=0.5, seed=0,
                            checkpoint_dir=directory, checkpoint_every_s=0, settings={"test": True})
 
 
 def losses(history: list[dict]) -> list[dict]:
     return [{key: value for key, value in row.items() if key not in ("seconds", "images_per_s")} for row in history]
+
+
+def counts(compute: dict) -> dict:
+    return {key: value for key, value in compute.items() if key != "seconds"}
 
 
 def tensors(state) -> list:
@@ -71,7 +75,7 @@ def assert_bitwise_equal(a, b) -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_a_killed_pretraining_resumes_and_ends_as_an_uninterrupted_run(method, data, tmp_path, caplog):
     reference = pretrainer(method, data)
-    uninterrupted = run(reference, data, tmp_path / "reference")
+    uninterrupted, compute = run(reference, data, tmp_path / "reference")
 
     doomed = pretrainer(method, data)
     step, calls = doomed.step, []
@@ -89,13 +93,14 @@ def test_a_killed_pretraining_resumes_and_ends_as_an_uninterrupted_run(method, d
     torch.manual_seed(123)  # the global RNG of a new process: the restore must set it
     resumed = pretrainer(method, data)
     with caplog.at_level(logging.INFO, logger="dermascreen.pretraining"):
-        history = run(resumed, data, tmp_path / "state")
+        history, resumed_compute = run(resumed, data, tmp_path / "state")
     assert "after epoch 1" in caplog.text
     assert losses(history) == losses(uninterrupted)
+    assert counts(resumed_compute) == counts(compute)  # the killed part's passes were saved too
     assert_bitwise_equal(resumed.state_dict(), reference.state_dict())  # modules, optimizers, generator
 
-    again = run(pretrainer(method, data), data, tmp_path / "state")  # finished: the stored history
-    assert losses(again) == losses(uninterrupted)
+    again, again_compute = run(pretrainer(method, data), data, tmp_path / "state")  # finished: stored
+    assert losses(again) == losses(uninterrupted) and counts(again_compute) == counts(compute)
 
 
 def test_another_job_starts_over_and_says_why(data, tmp_path, caplog):
@@ -103,7 +108,7 @@ def test_another_job_starts_over_and_says_why(data, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="dermascreen.training"):
         history = run_pretraining(pretrainer("mae", data), data, NORMALIZATION, epochs=3, batch_size=16,
                                   warmup_epochs=0.5, seed=0, checkpoint_dir=tmp_path, checkpoint_every_s=0,
-                                  settings={"test": False})
+                                  settings={"test": False})[0]
     assert "belongs to another job (changed: settings method.test)" in caplog.text
     assert len(history) == 3
 

@@ -22,6 +22,8 @@ from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
 from torch import nn
 
+from dermascreen.models.vit import ViTEncoder
+from dermascreen.pretraining.augment import Augment, epoch_generator
 from dermascreen.training.checkpoint import TrainingCheckpoint, job_description
 from dermascreen.training.data import normalization_tensors, to_model_input, train_batches
 from dermascreen.training.device import autocast_context, kernel_settings
@@ -37,6 +39,7 @@ class Pretrainer(Protocol):
 
     mae: nn.Module  # the MaskedAutoencoder whose encoder is the product
     optimizers: list[torch.optim.Optimizer]
+    augment: Augment | None  # applied to every training batch (``pretraining.augment``)
     device: torch.device
     precision: str
 
@@ -45,6 +48,10 @@ class Pretrainer(Protocol):
         detached scalar losses on the device."""
 
     def train(self, mode: bool = True) -> Any: ...
+
+    def trained(self) -> dict[str, nn.Module]: ...
+
+    def frozen(self) -> dict[str, nn.Module]: ...
 
     def job_weights(self) -> dict[str, torch.Tensor]: ...
 
@@ -63,6 +70,7 @@ class PretrainerBase:
     generator: torch.Generator
     precision: str = "fp32"
     steps: int = 0
+    augment: Augment | None = None
 
     @property
     def device(self) -> torch.device:
@@ -100,6 +108,63 @@ class PretrainerBase:
             optimizer.load_state_dict(saved)
         self.generator.set_state(state["generator"])
         self.steps = state["steps"]
+
+
+class ComputeCounter:
+    """What a method computes per training step, counted while it trains: forward passes of each of
+    its modules (the MAE's ``encoder`` and ``decoder``, each other trained or frozen module) and the
+    tokens through every ViT encoder (the MAE's, a guided method's frozen one), which dominate the
+    cost. Backward passes are not counted. Saved with the run's state, so a resumed or finished
+    run reports the whole run.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.encoder_tokens = 0
+        self.steps = 0
+
+    def attach(self, pretrainer: "Pretrainer") -> list[Any]:
+        """Forward hooks on ``pretrainer``'s modules; their handles (``remove()`` them after training)."""
+        modules = {**pretrainer.trained(), **pretrainer.frozen()}
+        mae = modules.pop("mae")
+        modules = {"encoder": mae.encoder, "decoder": mae.decoder, **modules}
+        handles = []
+        for name, module in modules.items():
+            self.calls.setdefault(name, 0)
+            if isinstance(module, ViTEncoder):
+                # every pass, forward_with_cls_attention's too, runs the last block on all its tokens
+                handles.append(module.blocks[-1].register_forward_hook(self._encoder_hook(name)))
+            else:
+                handles.append(module.register_forward_hook(self._hook(name)))
+        return handles
+
+    def count_step(self, _: Any = None) -> None:
+        self.steps += 1
+
+    def _hook(self, name: str):
+        def count(module: nn.Module, inputs: Any, output: Any) -> None:
+            self.calls[name] += 1
+        return count
+
+    def _encoder_hook(self, name: str):
+        def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: Any) -> None:
+            self.calls[name] += 1
+            self.encoder_tokens += inputs[0].shape[0] * inputs[0].shape[1]
+        return count
+
+    def summary(self, history: list[dict[str, float]]) -> dict[str, Any]:
+        """``{"steps", "seconds", "forward_passes_per_step": {module: n}, "encoder_tokens_per_step"}``;
+        seconds: the training epochs' time (``history``), without checkpoints and figures."""
+        steps = max(self.steps, 1)
+        return {"steps": self.steps, "seconds": sum(row["seconds"] for row in history),
+                "forward_passes_per_step": {name: calls / steps for name, calls in self.calls.items()},
+                "encoder_tokens_per_step": self.encoder_tokens / steps}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"calls": dict(self.calls), "encoder_tokens": self.encoder_tokens, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls, self.encoder_tokens, self.steps = dict(state["calls"]), state["encoder_tokens"], state["steps"]
 
 
 def make_optimizer(modules: nn.Module | list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -153,16 +218,16 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
                     epochs: int, batch_size: int, warmup_epochs: float, seed: int,
                     max_batches: int | None = None, progress: bool = False,
                     checkpoint_dir: str | Path | None = None, checkpoint_every_s: float = 300.0,
-                    settings: dict[str, Any] | None = None) -> list[dict[str, float]]:
+                    settings: dict[str, Any] | None = None) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Train ``pretrainer`` for ``epochs`` over ``train_set`` (``images`` (N, H, W, 3) uint8,
-    ``labels``); the per-epoch history.
+    ``labels``); the per-epoch history and the run's compute (``ComputeCounter.summary``).
 
     ``max_batches`` caps an epoch (a fresh random subset each epoch): small profiles' budget. With
     ``checkpoint_dir``, the run saves its state (at the end of an epoch, at most every
     ``checkpoint_every_s`` seconds, and at the end) and, started again as the same job, resumes
-    from it, or returns the stored history of a finished run. The job is ``settings`` (the
-    method's configuration), these arguments, the code, the data and every module's initial
-    weights (``training.checkpoint``'s fingerprint rules).
+    from it, or returns the stored history (and compute) of a finished run. The job is
+    ``settings`` (the method's configuration), these arguments, the code, the data and every
+    module's initial weights (``training.checkpoint``'s fingerprint rules).
     """
     device = pretrainer.device
     torch.manual_seed(seed)
@@ -171,13 +236,23 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
         mean, std = normalization_tensors(normalization, device)
         total = epochs * len(batches)
 
+        augmentation = {"generator": epoch_generator(seed, 0)}
+
         def process(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
             images = to_model_input(batch[0], mean, std, channels_last=False)  # (B, 3, H, W)
+            if pretrainer.augment is not None:
+                images = pretrainer.augment(images, augmentation["generator"])
             return pretrainer.step(images, (engine.state.iteration - 1) / total)
 
+        def start_epoch(engine: Engine) -> None:
+            # batch order and augmentation are functions of (seed, epoch): a resumed run draws the same
+            batches.set_epoch(engine.state.epoch - 1)
+            augmentation["generator"] = epoch_generator(seed, engine.state.epoch - 1)
+
         engine = Engine(process)
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: batches.set_epoch(e.state.epoch - 1))
-        history = History()
+        engine.add_event_handler(Events.EPOCH_STARTED, start_epoch)
+        history, compute = History(), ComputeCounter()
+        engine.add_event_handler(Events.ITERATION_COMPLETED, compute.count_step)
         _attach_handlers(engine, pretrainer, history, round(warmup_epochs * len(batches)), total,
                          len(batches) * batch_size, progress)
         if checkpoint_dir is not None:
@@ -188,7 +263,8 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
                                   {key: train_set[key] for key in ("images", "labels")},
                                   pretrainer.job_weights(), code=CODE)
             checkpoint = TrainingCheckpoint(checkpoint_dir, {"engine": engine, "pretrainer": pretrainer,
-                                                             "history": history}, None, job, checkpoint_every_s)
+                                                             "history": history, "compute": compute},
+                                            None, job, checkpoint_every_s)
             # at the end of an epoch nothing random is under way; after the last one, COMPLETED saves
             engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=lambda _, epoch: epoch < epochs),
                                      lambda _: checkpoint.save_if_due())
@@ -197,10 +273,15 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
                 # killed after saving its last epoch but before marking itself finished: finished too
                 if checkpoint.stop_reason is not None or engine.state.epoch >= epochs:
                     logger.info("%s: the run is over, returning its stored history", checkpoint.path)
-                    return history.rows
+                    return history.rows, compute.summary(history.rows)
                 logger.info("resuming from %s after epoch %d", checkpoint.path, engine.state.epoch)
-        engine.run(batches, max_epochs=epochs)
-    return history.rows
+        hooks = compute.attach(pretrainer)
+        try:
+            engine.run(batches, max_epochs=epochs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+    return history.rows, compute.summary(history.rows)
 
 
 def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: History, warmup: int, total: int,

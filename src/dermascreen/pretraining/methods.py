@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from dermascreen.models.vit import ViTEncoder, encoder_config
+from dermascreen.pretraining.augment import Augment, resolve_kind
 from dermascreen.pretraining.automae import AutoMAEPretrainer
 from dermascreen.pretraining.engine import Pretrainer
 from dermascreen.pretraining.mae import MAEPretrainer, MaskedAutoencoder
@@ -35,10 +36,24 @@ def build_pretrainer(method: str, mae: MaskedAutoencoder, pretrain: dict[str, An
 
     SemMAE and AutoMAE need ``source_encoder``; MLO-MAE needs the labelled ``train_set`` and
     ``normalization`` for its upper levels. Every module lives on ``mae``'s device;
-    ``pretrain["precision"]`` (resolved: ``fp32`` or ``bf16``, default fp32) is its forwards' precision.
+    ``pretrain["precision"]`` (resolved: ``fp32`` or ``bf16``, default fp32) is its forwards' precision;
+    ``pretrain["augment"]`` (``official`` or ``none``, default none) its batches' augmentation
+    (``pretraining.augment``).
     """
     common = {"lr": pretrain["lr"], "weight_decay": pretrain["weight_decay"], "seed": pretrain["seed"],
               "precision": pretrain.get("precision", "fp32")}
+    trainer = _pretrainer(method, mae, common, options, train_set, normalization, source_encoder)
+    kind = resolve_kind(pretrain.get("augment", "none"), method)
+    if kind != "none":
+        if normalization is None:
+            raise ValueError("pretraining augmentation needs the data's normalization (its black fill)")
+        trainer.augment = Augment(kind, mae.encoder.img_size, normalization)
+    return trainer
+
+
+def _pretrainer(method: str, mae: MaskedAutoencoder, common: dict[str, Any], options: dict[str, Any],
+                train_set: dict[str, np.ndarray] | None, normalization: dict[str, list[float]] | None,
+                source_encoder: ViTEncoder | None) -> Pretrainer:
     if method == "mae":
         return MAEPretrainer(mae, **common)
     if method == "umae":

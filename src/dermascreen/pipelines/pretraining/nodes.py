@@ -46,16 +46,16 @@ def _pretrain(method: str, train_set: dict, val_set: dict, normalization: dict, 
     # The state of each method's run (kept by DVC between runs, see dvc.yaml): a killed run resumes.
     settings = {"method": method, "options": options, "encoder": shared["encoder"], "decoder": shared["decoder"],
                 "pretrain": {key: value for key, value in pretrain.items() if key not in RUNTIME_KEYS}}
-    history = run_pretraining(trainer, train_set, normalization, epochs=pretrain["epochs"],
-                              batch_size=pretrain["batch_size"], warmup_epochs=pretrain["warmup_epochs"],
-                              seed=shared["seed"], max_batches=pretrain["max_batches"],
-                              progress=show_progress(pretrain["progress"]),
-                              checkpoint_dir=Path(shared["state_dir"]) / method,
-                              checkpoint_every_s=pretrain["checkpoint_every_s"], settings=settings)
+    history, compute = run_pretraining(trainer, train_set, normalization, epochs=pretrain["epochs"],
+                                       batch_size=pretrain["batch_size"], warmup_epochs=pretrain["warmup_epochs"],
+                                       seed=shared["seed"], max_batches=pretrain["max_batches"],
+                                       progress=show_progress(pretrain["progress"]),
+                                       checkpoint_dir=Path(shared["state_dir"]) / method,
+                                       checkpoint_every_s=pretrain["checkpoint_every_s"], settings=settings)
     figure = reconstruction_figure(trainer, val_set["images"][: shared["figure_images"]], normalization, method,
                                    learned=method not in RANDOM_MASKING, seed=shared["seed"])
     checkpoint = encoder_checkpoint(mae.encoder, shared["encoder"], method=method, normalization=normalization,
-                                    pretrain=pretrain, options=options, history=history,
+                                    pretrain=pretrain, options=options, history=history, compute=compute,
                                     hardware=hardware(device, pretrain["precision"]))
     return checkpoint, pd.DataFrame(history), figure
 

@@ -33,8 +33,9 @@ def test_report_names_the_run_the_data_and_the_references():
                                "balanced_accuracy": {"estimate": -0.02, "low": -0.06, "high": 0.03}}}
     probes = {name: {"knn_accuracy": 0.7, "knn_balanced_accuracy": 0.3, "linear_accuracy": value,
                      "linear_balanced_accuracy": 0.25} for name, value in (("vit", 0.68), ("mlo_mae", 0.72))}
-    compute = {"vit": {"pretraining_s": None, "finetuning_s": 100.0},
-               "mlo_mae": {"pretraining_s": 250.0, "finetuning_s": 110.0}}
+    compute = {"vit": {"pretraining_s": None, "encoder_tokens_per_step": None, "finetuning_s": 100.0},
+               "mae": {"pretraining_s": 50.0, "encoder_tokens_per_step": 1000, "finetuning_s": 90.0},
+               "mlo_mae": {"pretraining_s": 250.0, "encoder_tokens_per_step": 8240, "finetuning_s": 110.0}}
     report = render_report(summaries, provenance, RUN_INFO, differences, probes, compute)
     assert "`kedro run --pipelines pretraining --env quick` (profile `quick`)" in report
     assert "md5 `a032e8b2`, NOT the official file" in report
@@ -46,7 +47,7 @@ def test_report_names_the_run_the_data_and_the_references():
     assert "best epoch chosen on the *test* split (its last epoch: 75.9)" in report  # the note's figures
     assert "| MLO-MAE | +5.00 [+1.00, +9.00] | -2.00 [-6.00, +3.00] |" in report
     assert "| epoch 0 (untrained) | 70.00 | 30.00 | 68.00 | 25.00 |" in report
-    assert "| MLO-MAE | 250 | 110 |" in report and "| ViT (no pretraining) | none | 100 |" in report
+    assert "| MLO-MAE | 250 | 8.24 | 110 |" in report and "| ViT (no pretraining) | none | none | 100 |" in report
     official = render_report(summaries, {**provenance, "official": True}, RUN_INFO, differences, probes, compute)
     assert "NOT the official file" not in official
 

@@ -101,14 +101,20 @@ def render_report(summaries: dict[str, dict[str, Any]], provenance: dict[str, An
         lines.append(f"| {name} | " + " | ".join(_pm(summaries[m]["per_class_recall"][name]) for m in methods)
                      + " |")
     lines += ["", "## Compute", "",
-              "Wall-clock seconds on this run's hardware: pretraining (SemMAE's and AutoMAE's include none "
-              "of the MAE run whose encoder guides their masks, which they need too), and the sum of the "
-              "fine-tuning seeds.", "",
-              "| Method | pretraining (s) | fine-tuning, all seeds (s) |", "| --- | --- | --- |"]
+              "Wall-clock seconds on this run's hardware, and a pretraining step's encoder tokens (every "
+              "ViT encoder pass, frozen ones included) relative to MAE's. SemMAE and AutoMAE also need "
+              "the MAE run whose encoder guides their masks: their total is theirs plus MAE's.", "",
+              "| Method | pretraining (s) | encoder tokens per step (x MAE) | fine-tuning, all seeds (s) |",
+              "| --- | --- | --- | --- |"]
+    mae_tokens = (compute.get("mae") or {}).get("encoder_tokens_per_step")
     for method in methods:
         spent = compute[method]
-        pretraining = f"{spent['pretraining_s']:.0f}" if spent.get("pretraining_s") is not None else "none"
-        lines.append(f"| {LABELS[method]} | {pretraining} | {spent['finetuning_s']:.0f} |")
+        if spent.get("pretraining_s") is None:
+            pretraining, tokens = "none", "none"
+        else:
+            pretraining = f"{spent['pretraining_s']:.0f}"
+            tokens = f"{spent['encoder_tokens_per_step'] / mae_tokens:.2f}" if mae_tokens else "-"
+        lines.append(f"| {LABELS[method]} | {pretraining} | {tokens} | {spent['finetuning_s']:.0f} |")
     lines += ["", "The seed experiment's precision/recall/F1 mixed macro (ViT, MAE, U-MAE) and weighted "
               "(SemMAE, AutoMAE, MLO-MAE) averages; both are given here for every method.", ""]
     return "\n".join(lines)

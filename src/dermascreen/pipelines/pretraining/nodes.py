@@ -160,10 +160,13 @@ def _by_method(artifacts: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def _compute(runs: list[dict], encoder: dict | None) -> dict[str, float | None]:
-    """Seconds spent pretraining (None without pretraining) and fine-tuning (all seeds)."""
+    """Seconds spent pretraining (None without pretraining) and fine-tuning (all seeds), and the
+    encoder tokens of a pretraining step (every ViT encoder the method runs, frozen ones included)."""
     finetuning = sum(row["train_time_s"] + row["val_time_s"] for run in runs for row in run["history"])
-    pretraining = None if encoder is None else sum(row["seconds"] for row in encoder["history"])
-    return {"pretraining_s": pretraining, "finetuning_s": finetuning}
+    if encoder is None:
+        return {"pretraining_s": None, "encoder_tokens_per_step": None, "finetuning_s": finetuning}
+    return {"pretraining_s": encoder["compute"]["seconds"],
+            "encoder_tokens_per_step": encoder["compute"]["encoder_tokens_per_step"], "finetuning_s": finetuning}
 
 
 def _recipe(training: dict[str, Any]) -> str:

@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 from typing import Any, ContextManager, Protocol
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
 from torch import nn
 
+from dermascreen.errors import UserError
 from dermascreen.training.checkpoint import TrainingCheckpoint, job_description
 from dermascreen.training.data import normalization_tensors, to_model_input, train_batches
 from dermascreen.training.device import autocast_context, kernel_settings
@@ -170,6 +172,10 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
     method's configuration), these arguments, the code, the data and every module's initial
     weights (``training.checkpoint``'s fingerprint rules).
     """
+    if idist.get_world_size() > 1:
+        # its modules are not DDP-wrapped: each process would train its own copy on its share
+        raise UserError("pretraining is not data-parallel: run the pretraining pipeline in one process "
+                        "(kedro run --pipelines pretraining), not under torchrun")
     device = pretrainer.device
     torch.manual_seed(seed)
     with kernel_settings(device):

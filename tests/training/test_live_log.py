@@ -19,7 +19,7 @@ def test_every_epoch_of_every_run_is_logged_under_its_run(tmp_path, toy_train, t
     summary = json.loads((live / "metrics.json").read_text())
     for run, result in results.items():
         last = result.history[-1]
-        assert summary[run]["val_roc_auc"] == last["val_roc_auc"]
+        assert summary[run]["val_roc_auc"] == last["val_roc_auc"] and summary[run]["epoch"] == 3
         curve = pd.read_csv(live / "plots" / "metrics" / run / "val_loss.tsv", sep="\t")
         assert curve["step"].tolist() == [1, 2, 3]
         assert curve["val_loss"].tolist() == [row["val_loss"] for row in result.history]

@@ -27,6 +27,7 @@ from dermascreen.errors import UserError
 from dermascreen.training.checkpoint import TrainingCheckpoint, job_description
 from dermascreen.training.data import normalization_tensors, to_model_input, train_batches
 from dermascreen.training.device import autocast_context, kernel_settings
+from dermascreen.training.engines import LiveLog
 
 logger = logging.getLogger(__name__)
 # The code a pretraining run executes: a change in it makes a saved state another job's.
@@ -161,7 +162,7 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
                     epochs: int, batch_size: int, warmup_epochs: float, seed: int,
                     max_batches: int | None = None, progress: bool = False,
                     checkpoint_dir: str | Path | None = None, checkpoint_every_s: float = 300.0,
-                    settings: dict[str, Any] | None = None) -> list[dict[str, float]]:
+                    settings: dict[str, Any] | None = None, live: LiveLog | None = None) -> list[dict[str, float]]:
     """Train ``pretrainer`` for ``epochs`` over ``train_set`` (``images`` (N, H, W, 3) uint8,
     ``labels``); the per-epoch history.
 
@@ -170,7 +171,8 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
     ``checkpoint_every_s`` seconds, and at the end) and, started again as the same job, resumes
     from it, or returns the stored history of a finished run. The job is ``settings`` (the
     method's configuration), these arguments, the code, the data and every module's initial
-    weights (``training.checkpoint``'s fingerprint rules).
+    weights (``training.checkpoint``'s fingerprint rules). ``live``: where the per-epoch history goes
+    for DVCLive.
     """
     if idist.get_world_size() > 1:
         # its modules are not DDP-wrapped: each process would train its own copy on its share
@@ -191,7 +193,7 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
         engine.add_event_handler(Events.EPOCH_STARTED, lambda e: batches.set_epoch(e.state.epoch - 1))
         history = History()
         _attach_handlers(engine, pretrainer, history, round(warmup_epochs * len(batches)), total,
-                         len(batches) * batch_size, progress)
+                         len(batches) * batch_size, progress, live)
         if checkpoint_dir is not None:
             run = {"epochs": epochs, "batch_size": batch_size, "warmup_epochs": warmup_epochs, "seed": seed,
                    "max_batches": max_batches, "normalization": normalization, "device": device.type,
@@ -209,6 +211,8 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
                 # killed after saving its last epoch but before marking itself finished: finished too
                 if checkpoint.stop_reason is not None or engine.state.epoch >= epochs:
                     logger.info("%s: the run is over, returning its stored history", checkpoint.path)
+                    if live is not None:
+                        live.write(history.rows)
                     return history.rows
                 logger.info("resuming from %s after epoch %d", checkpoint.path, engine.state.epoch)
         engine.run(batches, max_epochs=epochs)
@@ -216,7 +220,7 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
 
 
 def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: History, warmup: int, total: int,
-                     images_per_epoch: int, progress: bool) -> None:
+                     images_per_epoch: int, progress: bool, live: LiveLog | None) -> None:
     base_lrs = [[group["lr"] for group in opt.param_groups] for opt in pretrainer.optimizers]
     losses = EpochLosses()
     clock = {"start": 0.0}
@@ -246,6 +250,8 @@ def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: History, w
         history.rows.append(row)
         logger.info("pretraining epoch %d: %s", engine.state.epoch,
                     ", ".join(f"{key} {value:.4g}" for key, value in row.items() if key != "epoch"))
+        if live is not None:
+            live.write(history.rows)
 
     if progress:
         ProgressBar(persist=False).attach(engine)

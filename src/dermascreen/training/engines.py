@@ -6,8 +6,11 @@ Shaped like pytorch-ignite's cifar10 example: small step functions, one factory 
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from ignite.metrics import Average, Loss, Metric
 from torch import nn
 
 from dermascreen.evaluation.metrics import TARGET_RECALL, binary_metrics, multiclass_metrics, operating_specificity
+from dermascreen.io import atomic_write
 from dermascreen.training.data import normalization_tensors, to_model_input
 from dermascreen.training.device import autocast_context
 
@@ -212,12 +216,14 @@ class History:
 
 class LiveLog:
     """Per-epoch metrics of one run in a DVCLive directory that a pipeline's runs share
-    (``dvc exp show``, ``dvc plots diff``): metric ``<run>/<key>`` at step = epoch, so
-    ``metrics.json`` holds ``{run: {key: last value}}`` and ``plots/metrics/<run>/<key>.tsv`` the curves.
+    (``dvc exp show``, ``dvc plots diff``): DVCLive's ``Live.log_metric`` writes each curve,
+    ``plots/metrics/<run>/<key>.tsv`` (step = epoch), and ``metrics.json`` holds
+    ``{run: {key: value of the last epoch}}``.
 
     The first write replaces the run's curves with the whole history (a resumed run's restored
-    epochs included); each later write appends the epochs not yet written. Rank 0 writes;
-    non-finite values are left out (JSON has no NaN).
+    epochs included); each later write appends the epochs not yet written. Runs side by side
+    (Kedro's ParallelRunner) share ``metrics.json``: each merges its own entry under a lock on the
+    directory. Rank 0 writes; non-finite values are left out (JSON has no NaN).
     """
 
     def __init__(self, directory: str | Path, run: str):
@@ -233,14 +239,31 @@ class LiveLog:
 
             shutil.rmtree(self.directory / "plots" / "metrics" / self.run, ignore_errors=True)
             self._live = Live(str(self.directory), resume=True, report=None, save_dvc_exp=False, dvcyaml=None)
-            self._live.summary.pop(self.run, None)
+        last = {}
         for row in rows[self._written:]:
             self._live.step = row["epoch"]
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
                     self._live.log_metric(f"{self.run}/{key}", value)
-        self._live.make_summary()
+                    last[key] = value
         self._written = len(rows)
+        if last:
+            self._merge_summary(last)
+
+    def _merge_summary(self, last: dict) -> None:
+        """``metrics.json`` with this run's entry replaced, written whole (``atomic_write``) under the lock."""
+        metrics = Path(self._live.metrics_file)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            summary = json.loads(metrics.read_text()) if metrics.exists() else {}
+            summary.pop("step", None)  # DVCLive's, meaningless across runs
+            summary[self.run] = {"epoch": self._live.step, **last}
+            with atomic_write(metrics, suffix=".json") as tmp:
+                tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        finally:
+            os.close(fd)  # releases the lock
 
 
 @dataclass

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from project_helpers import command_env, project_checkout, real_npz_path
@@ -93,3 +94,27 @@ def test_experiment_with_a_changed_parameter_is_compared_with_the_baseline(repo,
     assert ran(output) == {"phase2", "phase3"}
     table = run(["dvc", "exp", "show", "--csv"], repo)
     assert "lowlr3" in table and "phase2.strategies.LowLR.lr" in table and "test_recall" in table
+    # DVCLive: every run's last epoch in `dvc exp show`, its learning curves in `dvc plots diff`
+    experiment = find_named(json.loads(run(["dvc", "exp", "show", "--json"], repo)), "lowlr3")
+    live = experiment["data"]["metrics"]["dvclive/phase2/metrics.json"]["data"]
+    assert set(live) == {"Freeze10", "LowLR"} and 0.0 <= live["LowLR"]["val_roc_auc"] <= 1.0
+    assert live["LowLR"]["epoch"] == len(pd.read_csv(repo / "data/07_model_output/phase2/LowLR/history.csv"))
+    assert set(experiment["data"]["metrics"]["dvclive/phase1/metrics.json"]["data"]) == {"CNN_v1_W0", "CNN_v1_W3"}
+    plots = json.loads(run(["dvc", "plots", "diff", "HEAD", "lowlr3", "--json"], repo))["data"]
+    curve = "dvclive/phase2/plots/metrics/LowLR/val_loss.tsv"
+    revisions = {point["rev"] for plot in plots[curve] for point in plot["content"]["data"]["values"]}
+    assert revisions == {"HEAD", "lowlr3"}
+
+
+def find_named(node, name: str) -> dict:
+    """The entry (with its ``data``) called ``name`` anywhere in `dvc exp show --json`'s nested lists and dicts."""
+    if isinstance(node, dict):
+        if node.get("name") == name and "data" in node:
+            return node
+        node = list(node.values())
+    if isinstance(node, list):
+        for child in node:
+            found = find_named(child, name)
+            if found is not None:
+                return found
+    return None

@@ -1,8 +1,13 @@
 """Project hooks."""
 
+import logging
+import os
 import sys
 
+import ignite.distributed as idist
+import torch
 from kedro.framework.hooks import hook_impl
+from kedro.io import MemoryDataset
 
 from dermascreen import preflight
 from dermascreen.errors import find_user_error
@@ -62,3 +67,34 @@ class PreflightHook:
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
         preflight.ensure(pipeline, self._config_loader["parameters"], self._config_loader["catalog"])
+
+
+class DistributedHook:
+    """``torchrun ... -m dermascreen`` trains each run data-parallel over the processes (docs/training.md,
+    "Distributed training").
+
+    Under torchrun (``WORLD_SIZE`` > 1 in the environment) it joins the process group (NCCL when
+    CUDA is available, else gloo) before any node runs; every process then runs every node, so
+    ``fit`` trains one DDP model per run. Rank 0 alone writes: on the other ranks every dataset a
+    node produces is replaced by a memory dataset, so they write nothing (``fit``'s checkpoints are
+    written by rank 0 already), and they log warnings and errors only.
+    """
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and idist.get_world_size() == 1:
+            idist.initialize("nccl" if torch.cuda.is_available() else "gloo")
+            if idist.get_rank() != 0:
+                logging.disable(logging.INFO)  # one log of the run: rank 0's
+
+    @hook_impl
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        if idist.get_rank() != 0:
+            for name in pipeline.all_outputs():
+                catalog[name] = MemoryDataset(copy_mode="assign")
+
+    @hook_impl
+    def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:
+        if idist.get_world_size() > 1:
+            idist.barrier()  # no rank leaves while another still needs the group
+            idist.finalize()

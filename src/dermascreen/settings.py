@@ -8,9 +8,9 @@ the DVC end-to-end test). ``local`` is git-ignored and holds machine-specific ov
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from dermascreen.hooks import ActiveParametersHook, PreflightHook, UserErrorHook
+from dermascreen.hooks import ActiveParametersHook, DistributedHook, PreflightHook, UserErrorHook
 
-HOOKS = (ActiveParametersHook(), PreflightHook(), UserErrorHook())
+HOOKS = (ActiveParametersHook(), DistributedHook(), PreflightHook(), UserErrorHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

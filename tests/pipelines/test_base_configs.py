@@ -81,7 +81,9 @@ def base(tmp_path_factory):
     params = one_step_parameters()
     for phase in ("phase1", "phase2"):
         params[phase]["state_dir"] = str(tmp_path_factory.mktemp(phase))
+        params[phase]["dvclive_dir"] = str(tmp_path_factory.mktemp(f"dvclive_{phase}"))
     params["pretraining"]["shared"]["state_dir"] = str(tmp_path_factory.mktemp("pretraining"))
+    params["pretraining"]["shared"]["dvclive_dir"] = str(tmp_path_factory.mktemp("dvclive_pretraining"))
     size = load_config("base", "globals")["image_size"]
     train = split(14, size, 0)
     values = {"train_set": train, "val_set": split(7, size, 1), "test_set": split(7, size, 2),

@@ -32,6 +32,7 @@ def project(tmp_path_factory):
     params = load_config("tiny", "parameters")
     for phase in ("phase1", "phase2"):
         params[phase]["state_dir"] = str(root / "data" / "06_models" / f"{phase}_state")
+        params[phase]["dvclive_dir"] = str(root / "dvclive" / phase)
     catalog = project_catalog(root, env="tiny", parameters=params)
     catalog.save("train_set", split(140, 0))
     catalog.save("val_set", split(70, 1))

@@ -33,6 +33,7 @@ def test_only_the_report_node_reads_test_and_guided_methods_follow_mae():
 def test_tiny_profile_runs_end_to_end(tmp_path):
     params = load_config("tiny", "parameters")
     params["pretraining"]["shared"]["state_dir"] = str(tmp_path / "data" / "06_models" / "pretraining_state")
+    params["pretraining"]["shared"]["dvclive_dir"] = str(tmp_path / "dvclive" / "pretraining")
     catalog = project_catalog(tmp_path, env="tiny", parameters=params)
     for name, (n, seed) in {"train_set": (112, 0), "val_set": (35, 1), "test_set": (35, 2)}.items():
         catalog[name] = _split(n, seed)

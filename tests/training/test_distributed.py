@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import ignite.distributed as idist
@@ -10,7 +13,10 @@ import torch
 
 from dermascreen.training import fit
 
+from project_helpers import command_env
 from training_toys import BASE_CONFIG, NORMALIZATION, tiny_net, toy_split
+
+HERE = Path(__file__).parent
 
 
 def _train_on_rank(local_rank: int, out_dir: str) -> None:
@@ -38,3 +44,49 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path):
             assert torch.equal(tensor, ranks[1][key][name]), f"{key} {name}"
     initial = tiny_net(seed=0).state_dict()
     assert not torch.equal(ranks[0]["final"]["0.weight"], initial["0.weight"])  # it trained
+
+
+def plain_net() -> torch.nn.Module:
+    """No BatchNorm, no dropout: nothing that depends on the rank's share or draws."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 2))
+
+
+def _plain_fit_on_rank(local_rank: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    model = plain_net()
+    result = fit(model, toy_split(96, seed=0), toy_split(48, seed=1), {**BASE_CONFIG, "epochs": 2}, None,
+                 NORMALIZATION)
+    if idist.get_rank() == 0:
+        torch.save({"final": model.state_dict(), "history": result.history}, Path(out_dir) / "parallel.pt")
+
+
+@pytest.mark.slow
+def test_two_processes_train_what_one_process_trains(tmp_path):
+    """The global batch of step k holds the same images on 1 or 2 processes, and DDP averages the
+    two halves' gradients: without BatchNorm, dropout or class weights, the same model up to float sums."""
+    with idist.Parallel(backend="gloo", nproc_per_node=2, init_method=f"file://{tmp_path / 'rendezvous'}") as parallel:
+        parallel.run(_plain_fit_on_rank, str(tmp_path))
+    parallel = torch.load(tmp_path / "parallel.pt", weights_only=True)
+    model = plain_net()
+    serial = fit(model, toy_split(96, seed=0), toy_split(48, seed=1), {**BASE_CONFIG, "epochs": 2}, None, NORMALIZATION)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(parallel["final"][name], tensor, atol=1e-5, rtol=1e-4)
+    for one, two in zip(serial.history, parallel["history"]):
+        assert two["val_roc_auc"] == pytest.approx(one["val_roc_auc"], abs=1e-6)
+        assert two["val_loss"] == pytest.approx(one["val_loss"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_rank_stops_every_rank(tmp_path):
+    """Rank 1's loss turns NaN on the last batch of epoch 1 while rank 0's stay finite: the epoch
+    loss is all-reduced before the stop decision, so both stop there; neither waits for the other
+    in the evaluation (a hang would end in the timeout)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(HERE / "nan_on_one_rank.py"), str(tmp_path)]
+    result = subprocess.run(command, cwd=HERE, env=command_env(PYTHONPATH=str(HERE.parents[1] / "src")),
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks == [{"stop_reason": "nan_loss", "epochs": 0}] * 2

@@ -22,6 +22,7 @@ from kedro.pipeline import Pipeline, node  # noqa: E402
 from dermascreen.evaluation.metrics import operating_specificity  # noqa: E402
 from dermascreen.models import build_model  # noqa: E402
 from dermascreen.training import fit  # noqa: E402
+from dermascreen.training.engines import LiveLog  # noqa: E402
 from dermascreen.training.device import describe_hardware  # noqa: E402
 
 # Pretraining methods whose encoder a grid run may start from with `weights: <method>`.
@@ -32,7 +33,7 @@ LEADERBOARD_METRICS = ("spec_at_recall", "recall", "specificity", "precision", "
 
 def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights: dict,
               spec: dict, training: dict, state_dir: str, init: dict | None = None,
-              encoder: dict | None = None, weights_dir: str | None = None):
+              encoder: dict | None = None, weights_dir: str | None = None, dvclive_dir: str | None = None):
     """Train one run of a grid; return its checkpoint, per-epoch history and summary.
 
     ``spec``: ``run`` (name), ``model`` (model config), ``lr``, ``batch_size``,
@@ -42,6 +43,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     pretraining encoder that ``model.weights: <method>`` names (``pretraining.<method>.encoder``).
     The model's ``image_size`` is the side of the training images (the profile's ``image_size``).
     ``weights_dir``: the ImageNet weights directory that ``model.weights: imagenet`` reads.
+    ``dvclive_dir``: the DVCLive directory of the grid, where the run logs its epochs (``LiveLog``).
     """
     model_config = {**spec["model"], "num_classes": 2, "image_size": data_image_size(spec, train_set)}
     if encoder is not None:  # the encoder's architecture, so that the saved config rebuilds the model
@@ -58,7 +60,8 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     config = {**training, **overrides, "lr": spec["lr"], "batch_size": spec["batch_size"]}
     weights = class_weights[spec["class_weights"]]
     result = fit(model, train_set, val_set, config, weights, normalization, label_key="binary",
-                 checkpoint_dir=str(Path(state_dir) / spec["run"]), model_config=model_config)
+                 checkpoint_dir=str(Path(state_dir) / spec["run"]), model_config=model_config,
+                 live=None if dvclive_dir is None else LiveLog(dvclive_dir, spec["run"]))
     checkpoint = {
         "run": spec["run"],
         # Rebuilding needs no download: the state dict holds every weight.

@@ -17,16 +17,19 @@ import time
 from pathlib import Path
 from typing import Any, ContextManager, Protocol
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
 from torch import nn
 
+from dermascreen.errors import UserError
 from dermascreen.models.vit import ViTEncoder
 from dermascreen.pretraining.augment import Augment, epoch_generator
 from dermascreen.training.checkpoint import TrainingCheckpoint, job_description
 from dermascreen.training.data import normalization_tensors, to_model_input, train_batches
 from dermascreen.training.device import autocast_context, kernel_settings
+from dermascreen.training.engines import LiveLog
 from dermascreen.training.schedules import warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -218,7 +221,8 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
                     epochs: int, batch_size: int, warmup_epochs: float, seed: int,
                     max_batches: int | None = None, progress: bool = False,
                     checkpoint_dir: str | Path | None = None, checkpoint_every_s: float = 300.0,
-                    settings: dict[str, Any] | None = None) -> tuple[list[dict[str, float]], dict[str, Any]]:
+                    settings: dict[str, Any] | None = None,
+                    live: LiveLog | None = None) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Train ``pretrainer`` for ``epochs`` over ``train_set`` (``images`` (N, H, W, 3) uint8,
     ``labels``); the per-epoch history and the run's compute (``ComputeCounter.summary``).
 
@@ -227,8 +231,13 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
     ``checkpoint_every_s`` seconds, and at the end) and, started again as the same job, resumes
     from it, or returns the stored history (and compute) of a finished run. The job is
     ``settings`` (the method's configuration), these arguments, the code, the data and every
-    module's initial weights (``training.checkpoint``'s fingerprint rules).
+    module's initial weights (``training.checkpoint``'s fingerprint rules). ``live``: where the
+    per-epoch history goes for DVCLive.
     """
+    if idist.get_world_size() > 1:
+        # its modules are not DDP-wrapped: each process would train its own copy on its share
+        raise UserError("pretraining is not data-parallel: run the pretraining pipeline in one process "
+                        "(kedro run --pipelines pretraining), not under torchrun")
     device = pretrainer.device
     torch.manual_seed(seed)
     with kernel_settings(device):
@@ -254,7 +263,7 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
         history, compute = History(), ComputeCounter()
         engine.add_event_handler(Events.ITERATION_COMPLETED, compute.count_step)
         _attach_handlers(engine, pretrainer, history, round(warmup_epochs * len(batches)), total,
-                         len(batches) * batch_size, progress)
+                         len(batches) * batch_size, progress, live)
         if checkpoint_dir is not None:
             run = {"epochs": epochs, "batch_size": batch_size, "warmup_epochs": warmup_epochs, "seed": seed,
                    "max_batches": max_batches, "normalization": normalization, "device": device.type,
@@ -273,6 +282,8 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
                 # killed after saving its last epoch but before marking itself finished: finished too
                 if checkpoint.stop_reason is not None or engine.state.epoch >= epochs:
                     logger.info("%s: the run is over, returning its stored history", checkpoint.path)
+                    if live is not None:
+                        live.write(history.rows)
                     return history.rows, compute.summary(history.rows)
                 logger.info("resuming from %s after epoch %d", checkpoint.path, engine.state.epoch)
         hooks = compute.attach(pretrainer)
@@ -285,7 +296,7 @@ def run_pretraining(pretrainer: Pretrainer, train_set: dict, normalization: dict
 
 
 def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: History, warmup: int, total: int,
-                     images_per_epoch: int, progress: bool) -> None:
+                     images_per_epoch: int, progress: bool, live: LiveLog | None) -> None:
     base_lrs = [[group["lr"] for group in opt.param_groups] for opt in pretrainer.optimizers]
     losses = EpochLosses()
     clock = {"start": 0.0}
@@ -315,6 +326,8 @@ def _attach_handlers(engine: Engine, pretrainer: Pretrainer, history: History, w
         history.rows.append(row)
         logger.info("pretraining epoch %d: %s", engine.state.epoch,
                     ", ".join(f"{key} {value:.4g}" for key, value in row.items() if key != "epoch"))
+        if live is not None:
+            live.write(history.rows)
 
     if progress:
         ProgressBar(persist=False).attach(engine)

@@ -6,9 +6,14 @@ Shaped like pytorch-ignite's cifar10 example: small step functions, one factory 
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import math
+import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 import ignite.distributed as idist
@@ -20,6 +25,7 @@ from ignite.metrics import Average, Loss, Metric
 from torch import nn
 
 from dermascreen.evaluation.metrics import TARGET_RECALL, binary_metrics, multiclass_metrics, operating_specificity
+from dermascreen.io import atomic_write
 from dermascreen.training.data import normalization_tensors, to_model_input
 from dermascreen.training.device import autocast_context
 
@@ -208,6 +214,58 @@ class History:
         self.rows = list(state["rows"])
 
 
+class LiveLog:
+    """Per-epoch metrics of one run in a DVCLive directory that a pipeline's runs share
+    (``dvc exp show``, ``dvc plots diff``): DVCLive's ``Live.log_metric`` writes each curve,
+    ``plots/metrics/<run>/<key>.tsv`` (step = epoch), and ``metrics.json`` holds
+    ``{run: {key: value of the last epoch}}``.
+
+    The first write replaces the run's curves with the whole history (a resumed run's restored
+    epochs included); each later write appends the epochs not yet written. Runs side by side
+    (Kedro's ParallelRunner) share ``metrics.json``: each merges its own entry under a lock on the
+    directory. Rank 0 writes; non-finite values are left out (JSON has no NaN).
+    """
+
+    def __init__(self, directory: str | Path, run: str):
+        self.directory, self.run = Path(directory), run
+        self._live = None
+        self._written = 0
+
+    def write(self, rows: list[dict]) -> None:
+        if idist.get_rank() != 0:
+            return
+        if self._live is None:
+            from dvclive import Live  # imports DVC: only runs that log pay for it
+
+            shutil.rmtree(self.directory / "plots" / "metrics" / self.run, ignore_errors=True)
+            self._live = Live(str(self.directory), resume=True, report=None, save_dvc_exp=False, dvcyaml=None)
+        last = {}
+        for row in rows[self._written:]:
+            self._live.step = row["epoch"]
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self._live.log_metric(f"{self.run}/{key}", value)
+                    last[key] = value
+        self._written = len(rows)
+        if last:
+            self._merge_summary(last)
+
+    def _merge_summary(self, last: dict) -> None:
+        """``metrics.json`` with this run's entry replaced, written whole (``atomic_write``) under the lock."""
+        metrics = Path(self._live.metrics_file)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            summary = json.loads(metrics.read_text()) if metrics.exists() else {}
+            summary.pop("step", None)  # DVCLive's, meaningless across runs
+            summary[self.run] = {"epoch": self._live.step, **last}
+            with atomic_write(metrics, suffix=".json") as tmp:
+                tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        finally:
+            os.close(fd)  # releases the lock
+
+
 @dataclass
 class Handlers:
     """The stateful handlers a checkpoint must save and a result is read from."""
@@ -219,10 +277,10 @@ class Handlers:
 
 def attach_handlers(trainer: Engine, evaluator: Engine, model: nn.Module, optimizer: torch.optim.Optimizer,
                     val_batches: Iterable, *, monitor: str, mode: str, min_specificity: float,
-                    patience: int, progress: bool) -> Handlers:
+                    patience: int, progress: bool, live: LiveLog | None = None) -> Handlers:
     """Evaluate on ``val_batches`` after every epoch, record history, stop on a non-finite epoch
     loss or without improvement for ``patience`` epochs, keep the best weights; progress bars on
-    rank 0 when ``progress``, a log line per epoch always.
+    rank 0 when ``progress``, a log line per epoch always; with ``live``, the history to DVCLive every epoch.
 
     ``model`` is the unwrapped module (not the DDP wrapper) that the evaluator runs. The loss is
     checked once per epoch, not per step (a per-step check waits for the device every step): a
@@ -248,6 +306,8 @@ def attach_handlers(trainer: Engine, evaluator: Engine, model: nn.Module, optimi
         row = handlers.history.record(engine, evaluator, optimizer)
         logger.info("epoch %d: train_loss %.4f, val_%s %.4f", row["epoch"], row["train_loss"], monitor,
                     row[f"val_{monitor}"])
+        if live is not None:
+            live.write(handlers.history.rows)
 
     if progress and idist.get_rank() == 0:
         ProgressBar(persist=False).attach(trainer)

@@ -27,7 +27,8 @@ from dermascreen.training.checkpoint import TrainingCheckpoint, describe_model, 
 from dermascreen.training.data import check_split, eval_batches, normalization_tensors, to_model_input, train_batches
 from dermascreen.training.device import (describe_hardware, hardware, kernel_settings, resolve_device,
                                          resolve_precision)
-from dermascreen.training.engines import Handlers, attach_handlers, create_evaluator, create_trainer, metric_names
+from dermascreen.training.engines import (Handlers, LiveLog, attach_handlers, create_evaluator, create_trainer,
+                                          metric_names)
 from dermascreen.training.schedules import warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -83,14 +84,15 @@ class FitResult:
 
 def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: list[float] | None,
         normalization: dict, label_key: str = "binary", checkpoint_dir: str | Path | None = None,
-        model_config: dict | None = None) -> FitResult:
+        model_config: dict | None = None, live: LiveLog | None = None) -> FitResult:
     """Train ``model`` on ``train``, select on ``val``; the model ends holding the returned weights.
 
     With ``checkpoint_dir``, the run saves its state (at the end of an epoch, at most every
     ``checkpoint_every_s`` seconds, and at the end) and, started again with the same arguments,
     resumes from the last state saved (or returns the stored result of a finished run).
     ``model_config``: the config ``model`` was built from (``build_model``); it is part of what
-    makes a saved state this job's, so give it whenever there is one.
+    makes a saved state this job's, so give it whenever there is one. ``live``: where the per-epoch
+    history goes for DVCLive (``engines.LiveLog``).
 
     A ``SummedClasses`` model (model config ``supervision: labels``) trains its 7-class network
     on ``train["labels"]``, each fine class weighted by the binary weight of its malignancy, and is
@@ -135,7 +137,7 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
         handlers = attach_handlers(trainer, evaluator, model, optimizer,
                                    eval_batches(val, label_key, cfg["batch_size"], device),
                                    monitor=cfg["monitor"], mode=cfg["mode"], min_specificity=cfg["min_specificity"],
-                                   patience=cfg["patience"], progress=show_progress(cfg["progress"]))
+                                   patience=cfg["patience"], progress=show_progress(cfg["progress"]), live=live)
         # the permutation of epoch e depends only on (seed, e): what makes a resumed epoch match
         trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: batches.set_epoch(engine.state.epoch - 1))
 
@@ -149,6 +151,8 @@ def fit(model: nn.Module, train: dict, val: dict, config: dict, class_weights: l
                 if stop_reason is not None:
                     logger.info("%s: the run is over (%s), returning its stored result", checkpoint.path,
                                 stop_reason)
+                    if live is not None:
+                        live.write(handlers.history.rows)
                     return _result(model, handlers, stop_reason, used)
                 logger.info("resuming from %s after epoch %d", checkpoint.path, trainer.state.epoch)
         trainer.run(batches, max_epochs=cfg["epochs"])

@@ -21,6 +21,6 @@ def build_grid(runs: list[str], class_weights: list[str], architectures: dict) -
             train = bound(train_grid_run, run=run, class_weights_name=weights)
             inputs = ["train_set", "val_set", "normalization", "class_weights",
                       f"params:phase1.architectures.{arch}", "params:phase1.training",
-                      "params:phase1.state_dir", "params:weights_dir", *encoder_input(architectures[arch]["model"])]
+                      "params:phase1.state_dir", "params:phase1.dvclive_dir", "params:weights_dir", *encoder_input(architectures[arch]["model"])]
             grid[run] = (train, inputs)
     return grid_pipeline("phase1", grid)

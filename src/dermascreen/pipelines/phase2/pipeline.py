@@ -16,6 +16,6 @@ def build_grid(strategies: list[str]) -> Pipeline:
     for strategy in strategies:
         inputs = ["train_set", "val_set", "normalization", "class_weights", "phase1_best",
                   "phase1_best_model", f"params:phase2.strategies.{strategy}",
-                  "params:phase2.training", "params:phase2.state_dir"]
+                  "params:phase2.training", "params:phase2.state_dir", "params:phase2.dvclive_dir"]
         runs[strategy] = (bound(train_strategy, run=strategy), inputs)
     return grid_pipeline("phase2", runs, alternatives=True)  # phase3 compares the winner with them

@@ -21,6 +21,7 @@ from dermascreen.pretraining.methods import build_autoencoder, build_pretrainer
 from dermascreen.pretraining.probe import probe_scores
 from dermascreen.pretraining.report import metrics_for_dvc, render_report, summarise
 from dermascreen.training.device import describe_hardware, hardware, resolve_device, resolve_precision
+from dermascreen.training.engines import LiveLog
 from dermascreen.training.fit import show_progress
 
 RANDOM_MASKING = ("mae", "umae")
@@ -51,7 +52,8 @@ def _pretrain(method: str, train_set: dict, val_set: dict, normalization: dict, 
                                        seed=shared["seed"], max_batches=pretrain["max_batches"],
                                        progress=show_progress(pretrain["progress"]),
                                        checkpoint_dir=Path(shared["state_dir"]) / method,
-                                       checkpoint_every_s=pretrain["checkpoint_every_s"], settings=settings)
+                                       checkpoint_every_s=pretrain["checkpoint_every_s"], settings=settings,
+                                       live=LiveLog(shared["dvclive_dir"], method))
     figure = reconstruction_figure(trainer, val_set["images"][: shared["figure_images"]], normalization, method,
                                    learned=method not in RANDOM_MASKING, seed=shared["seed"])
     checkpoint = encoder_checkpoint(mae.encoder, shared["encoder"], method=method, normalization=normalization,

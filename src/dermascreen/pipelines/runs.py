@@ -193,8 +193,8 @@ def seed_run(strategy: str, seed: int) -> str:
 
 
 def check_seeds(seeds, parameter: str) -> list[int]:
-    if (not isinstance(seeds, list) or not seeds or not all(isinstance(k, int) and not isinstance(k, bool) for k in seeds)
-            or len(set(seeds)) != len(seeds)):
+    integers = isinstance(seeds, list) and all(isinstance(k, int) and not isinstance(k, bool) for k in seeds)
+    if not integers or not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"{parameter}: {seeds!r} must be a non-empty list of distinct integer seeds, "
                          f"e.g. [42, 43, 44] (conf/<profile>/parameters_{parameter.split('.')[0]}.yml)")
     return seeds
@@ -203,7 +203,8 @@ def check_seeds(seeds, parameter: str) -> list[int]:
 def _mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof 1; NaN for one seed: no spread measured)."""
     array = np.asarray(values, dtype=np.float64)
-    return float(np.mean(array)), float(np.std(array, ddof=1)) if len(array) > 1 else float("nan")
+    std = float(np.std(array, ddof=1)) if len(array) > 1 else float("nan")
+    return float(np.mean(array)), std
 
 
 def rank_strategies(selection: dict, *, members: dict[str, list[str]], **summaries: dict) -> pd.DataFrame:

@@ -22,14 +22,22 @@ def evidence():
     y = (rng.random(200) < 0.25).astype(np.int64)
     p = np.clip(0.4 * y + rng.normal(0.3, 0.15, 200), 0, 1)
     calibration = calibrate_threshold(y, p, "target_recall", 0.9)
+    hardware = {"device": "cuda", "device_name": "NVIDIA H200", "precision": "bf16"}
     model = {"run": "CNN_v1_W3", "config": {"arch": "cnn", "filters": 8}, "training": {"lr": 0.001},
              "class_weights": [1.0, 3.0], "normalization": {"mean": [0.7, 0.5, 0.5], "std": [0.1, 0.2, 0.2]},
-             "hardware": {"device": "cuda", "device_name": "NVIDIA H200", "precision": "bf16"}}
+             "hardware": hardware, "members": [{"run": f"CNN_v1_W3_seed{k}", "seed": k, "hardware": hardware}
+                                               for k in (42, 43)]}
+    members = {}
+    for k, noise in ((42, 0.15), (43, 0.2)):
+        scores = np.clip(0.4 * y + rng.normal(0.3, noise, 200), 0, 1)
+        members[f"CNN_v1_W3_seed{k}"] = {"seed": k, "threshold": 0.45,
+                                         "intervals": bootstrap_intervals(y, scores, 0.45, 200, seed=1)}
+    spread = {key: {"mean": 0.5, "std": 0.0125} for key in members["CNN_v1_W3_seed42"]["intervals"]}
     return {
         "provenance": PROVENANCE, "model": model,
         "settings": {"policy": "target_recall", "target_recall": 0.9, "n_bootstrap": 1000, "confidence": 0.95,
                      "seed": 1, "calibration_bins": 10, "mcnemar_exact_below": 25},
-        "calibration": calibration,
+        "calibration": calibration, "seeds": {"members": members, "spread": spread},
         "intervals": bootstrap_intervals(y, p, calibration["threshold"], 1000, seed=1),
         "mcnemar": {"correction": "holm", "comparisons": [
             {"alternative": "phase1.CNN_v1_W5", "threshold": 0.4, "p_holm": 0.5,
@@ -63,10 +71,14 @@ def test_markdown_states_every_required_fact(evidence):
                  "Per-subtype results (test)", "| mel | malignant: recall | 20 | 85.00% [70.00%, 100.00%] |",
                  "| nv | benign: false positive rate | 150 | 30.00% [25.00%, 36.00%] |", "0.0421", "temperature scaling (T = 1.7000)", "validation 0.2100 -> 0.0310",
                  "test 0.2000 -> 0.0421", "(phase3/roc.png)", "profile `quick`",
-                 "trained on cuda (NVIDIA H200), bf16"):
+                 "trained on cuda (NVIDIA H200), bf16", "seed ensemble of phase2's best strategy `CNN_v1_W3`",
+                 "2 models trained with seeds 42, 43", "Seeds (test)", "| CNN_v1_W3_seed43 (seed 43) | 0.4500 |",
+                 "| seed models: mean ± std |  | 50.00% ± 1.25% |"):
         assert fact in text, fact
     recall = evidence["intervals"]["recall"]
     assert f"{100 * recall['low']:.2f}%, {100 * recall['high']:.2f}%" in text
+    seed43 = evidence["seeds"]["members"]["CNN_v1_W3_seed43"]["intervals"]["recall"]
+    assert f"{100 * seed43['estimate']:.2f}% [{100 * seed43['low']:.2f}%, {100 * seed43['high']:.2f}%]" in text
 
 
 def test_html_is_standalone_with_embedded_png(evidence):

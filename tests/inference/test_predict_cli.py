@@ -15,7 +15,7 @@ from PIL import Image
 from dermascreen.datasets import TorchDataset
 from dermascreen.evaluation.calibration import apply_calibrator
 from dermascreen.inference.cli import DEFAULT_MODEL, main, project_root
-from dermascreen.inference.model import CheckpointError, model_from_checkpoint
+from dermascreen.inference.model import CheckpointError, ensemble_checkpoint, ensemble_members, model_from_checkpoint
 from dermascreen.inference.preprocess import background_colour, iter_image_files, load_image
 from dermascreen.models import build_model
 from dermascreen.pipelines.phase3.nodes import export_final_model
@@ -34,8 +34,9 @@ def tiny_checkpoint(seed: int = 0) -> dict:
     """A phase2 checkpoint of an untrained (randomly initialised) model: enough for formats and errors."""
     torch.manual_seed(seed)
     model = build_model(TINY)
-    return {"run": f"tiny_{seed}", "config": dict(TINY), "state_dict": model.state_dict(),
-            "normalization": NORMALIZATION, "training": {}, "class_weights": [1.0, 1.0]}
+    return {"config": dict(TINY), "state_dict": model.state_dict(), "normalization": NORMALIZATION,
+            "training": {"seed": seed}, "class_weights": [1.0, 1.0], "run": f"tiny_{seed}",
+            "hardware": {"device": "cpu"}}
 
 
 def save_model(path, checkpoint: dict) -> None:
@@ -411,3 +412,31 @@ def test_checkpoint_that_does_not_match_its_config_is_a_clear_error():
         model_from_checkpoint(checkpoint, "best.pt")
     with pytest.raises(CheckpointError, match="best.pt: checkpoint lacks \\['state_dict'\\]"):
         model_from_checkpoint({"config": TINY, "normalization": NORMALIZATION}, "best.pt")
+
+
+def test_a_seed_ensemble_export_gives_the_mean_probability_of_its_members(project):
+    members = [tiny_checkpoint(seed) for seed in (3, 4, 5)]
+    exported = {**ensemble_checkpoint(members, "tiny"), "calibration": CALIBRATOR,
+                "operating_point": {"threshold": 0.5, "policy": "default", "target_recall": 0.9, "reason": "test"}}
+    save_model(project / "model.pt", exported)
+    assert _run(project, "-o", str(project / "out.csv")) == 0
+    table = pd.read_csv(project / "out.csv")
+    image = load_image(project / "images" / "a.png", 28, BACKGROUND)[None]
+    alone = [predict_proba(model_from_checkpoint(m, m["run"]), image, NORMALIZATION, 8, "cpu")[0, 1] for m in members]
+    assert len(set(np.round(alone, 6))) == 3  # three different models
+    assert table.loc[0, "p_malignant_uncalibrated"] == pytest.approx(np.mean(alone), abs=1e-6)  # other batch: float32 noise
+    assert table.loc[0, "p_malignant"] == pytest.approx(apply_calibrator(CALIBRATOR, np.array([np.mean(alone)]))[0], abs=1e-5)
+    unpacked = ensemble_members(exported, "model.pt")
+    assert list(unpacked) == ["tiny_3", "tiny_4", "tiny_5"]
+    for member, original in zip(unpacked.values(), members):
+        assert member["training"] == original["training"]
+        assert all(torch.equal(member["state_dict"][k], original["state_dict"][k]) for k in original["state_dict"])
+
+
+def test_an_ensemble_whose_weights_do_not_match_its_members_is_a_clear_error():
+    exported = ensemble_checkpoint([tiny_checkpoint(0), tiny_checkpoint(1)], "tiny")
+    exported["members"].append({"run": "tiny_2", "seed": 2, "hardware": {}})  # a third member without weights
+    with pytest.raises(CheckpointError, match="(?s)final.pt: the weights do not match .*Missing key.*members.2"):
+        model_from_checkpoint(exported, "final.pt")
+    with pytest.raises(CheckpointError, match="differ in config"):
+        ensemble_checkpoint([tiny_checkpoint(0), {**tiny_checkpoint(1), "config": {**TINY, "dense": 8}}], "tiny")

@@ -1,4 +1,4 @@
-"""phase3 through Kedro's SequentialRunner on a tiny model and small synthetic splits."""
+"""phase3 through Kedro's SequentialRunner on tiny seed ensembles and small synthetic splits."""
 
 import json
 from pathlib import Path
@@ -15,12 +15,13 @@ from sklearn.metrics import recall_score
 from dermascreen.evaluation.calibration import apply_calibrator
 from dermascreen.evaluation.model_card import CARD_SECTIONS
 from dermascreen.evaluation.mcnemar import holm_adjust, mcnemar_test
-from dermascreen.inference.model import CheckpointError
+from dermascreen.inference.model import CheckpointError, ensemble_checkpoint
 from dermascreen.models import build_model
+from dermascreen.training.fit import predict_proba
 from dermascreen.pipelines.phase3 import create_pipeline
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-REPORT_SECTIONS = ["Data provenance", "Configuration", "Decision threshold", "Test results",
+REPORT_SECTIONS = ["Data provenance", "Configuration", "Decision threshold", "Test results", "Seeds (test)",
                    "Per-subtype results (test)", "Comparison with the seed's reference",
                    "Model comparison and calibration"]
 TINY = {"arch": "cnn", "filters": 8, "depth": 2, "dropout": 0.1, "dense": 16, "num_classes": 2, "weights": "none"}
@@ -29,11 +30,20 @@ PROVENANCE = {"path": "data/01_raw/dermamnist_28.npz", "size": 28, "md5": "f" * 
               "official_md5": "0744692d530f8e62ec473284d019b0c7", "source": "synthetic"}
 
 
-def tiny_checkpoint(seed: int) -> dict:
+HARDWARE = {"device": "cpu", "device_name": "test CPU", "precision": "fp32"}
+
+
+def tiny_checkpoint(seed: int, run: str | None = None) -> dict:
     torch.manual_seed(seed)
     model = build_model(TINY)
     return {"config": dict(TINY), "state_dict": model.state_dict(), "normalization": NORMALIZATION,
-            "training": {"lr": 0.001, "seed": seed}, "class_weights": [1.0, 3.0], "run": f"tiny_{seed}"}
+            "training": {"lr": 0.001, "seed": seed}, "class_weights": [1.0, 3.0], "run": run or f"tiny_{seed}",
+            "hardware": HARDWARE}
+
+
+def tiny_ensemble(strategy: str, seeds: tuple[int, ...]) -> dict:
+    """A strategy's seed ensemble, as phase2 exports it."""
+    return ensemble_checkpoint([tiny_checkpoint(seed, f"{strategy}_seed{seed}") for seed in seeds], strategy)
 
 
 def split(n: int, seed: int) -> dict:
@@ -65,8 +75,8 @@ def catalog(root: Path, checkpoints: dict) -> DataCatalog:
 
 
 def run(root: Path, final=None) -> None:
-    checkpoints = {"phase2_best_model": final or tiny_checkpoint(0), "phase1_best_model": tiny_checkpoint(1),
-                   "phase2_alternatives": {"tiny_2": tiny_checkpoint(2)}}
+    checkpoints = {"phase2_best_model": final or tiny_ensemble("tiny_0", (0, 3)), "phase1_best_model": tiny_checkpoint(1),
+                   "phase2_alternatives": {"tiny_2": tiny_ensemble("tiny_2", (2, 4))}}
     SequentialRunner().run(create_pipeline(), catalog(root, checkpoints))
 
 
@@ -147,7 +157,7 @@ def test_threshold_is_on_calibrated_scores_and_the_export_holds_calibrator_and_t
     exported = torch.load(outputs / "06_models/phase3/final.pt", weights_only=True)
     assert calibrator["method"] == "temperature" and calibrator["temperature"] > 0
     assert exported["calibration"] == calibrator and exported["operating_point"]["threshold"] == threshold["threshold"]
-    assert exported["run"] == "tiny_0" and "state_dict" in exported
+    assert exported["run"] == "tiny_0" and [m["seed"] for m in exported["members"]] == [0, 3]
     predictions = pd.read_csv(outputs / "07_model_output/phase3/test_predictions.csv")
     assert predictions["p_malignant"].to_numpy() == pytest.approx(
         apply_calibrator(calibrator, predictions["p_malignant_uncalibrated"].to_numpy()))
@@ -165,12 +175,50 @@ def test_model_card_and_report_contain_every_section(outputs):
     headings = [line.removeprefix("## ") for line in card.splitlines() if line.startswith("## ")]
     assert headings == list(CARD_SECTIONS)
     for fact in ("28x28", "NON-OFFICIAL copy", "split by image, not by patient", "light skin", "tiny_0",
-                 "| mel | recall |", "| nv | false positive rate |", "temperature", "training seed 0",
+                 "| mel | recall |", "| nv | false positive rate |", "temperature", "seeds 0, 3",
                  "--env tiny"):
         assert fact in card, fact
     report_md = (outputs / "08_reporting/final_report.md").read_text()
     report_headings = [line.removeprefix("## ") for line in report_md.splitlines() if line.startswith("## ")]
     assert report_headings == REPORT_SECTIONS
+
+
+def test_final_probability_is_the_mean_of_the_seed_models_recomputed_from_the_export(outputs):
+    predictions = pd.read_csv(outputs / "07_model_output/phase3/test_predictions.csv")
+    exported = torch.load(outputs / "06_models/phase3/final.pt", weights_only=True)
+    images = split(160, 2)["images"]  # the test split of catalog()
+    members = []
+    for i, member in enumerate(exported["members"]):  # each seed's weights rebuilt alone, scored alone
+        model = build_model(exported["config"])
+        model.load_state_dict({key.removeprefix(f"members.{i}."): value for key, value in exported["state_dict"].items()
+                               if key.startswith(f"members.{i}.")})
+        members.append(predict_proba(model, images, NORMALIZATION, 256, "cpu")[:, 1])  # phase3's batch
+        assert predictions[f"p_malignant_{member['run']}"].to_numpy() == pytest.approx(members[-1], abs=1e-9)
+    assert not np.allclose(members[0], members[1])  # two different models
+    assert predictions["p_malignant_uncalibrated"].to_numpy() == pytest.approx(np.mean(members, axis=0), abs=1e-9)
+
+
+def test_each_seed_models_test_metrics_at_its_own_threshold_with_intervals(outputs):
+    seeds = json.loads((outputs / "08_reporting/phase3/seeds.json").read_text())
+    thresholds = json.loads((outputs / "07_model_output/phase3/seed_thresholds.json").read_text())
+    metrics = json.loads((outputs / "08_reporting/phase3_metrics.json").read_text())
+    predictions = pd.read_csv(outputs / "07_model_output/phase3/test_predictions.csv")
+    assert list(seeds["members"]) == ["tiny_0_seed0", "tiny_0_seed3"] == list(thresholds)
+    recalls = []
+    for run, entry in seeds["members"].items():
+        assert entry["threshold"] == thresholds[run]["threshold"] and thresholds[run]["model_run"] == run
+        decided = (predictions[f"p_malignant_{run}"] >= entry["threshold"]).astype(int)
+        recall = recall_score(predictions["binary"], decided)
+        recalls.append(recall)
+        interval = entry["intervals"]["recall"]
+        assert interval["estimate"] == pytest.approx(recall) == metrics[f"seed{entry['seed']}_test_recall"]
+        assert interval["low"] <= recall <= interval["high"]
+        assert metrics[f"seed{entry['seed']}_test_roc_auc_low"] <= metrics[f"seed{entry['seed']}_test_roc_auc"]
+    assert metrics["seeds_test_recall_mean"] == pytest.approx(np.mean(recalls))
+    assert metrics["seeds_test_recall_std"] == pytest.approx(np.std(recalls, ddof=1))
+    assert "test_recall" in metrics and "test_recall_low" in metrics  # the ensemble's, as before
+    report_md = (outputs / "08_reporting/final_report.md").read_text()
+    assert "| tiny_0_seed3 (seed 3) |" in report_md and "| ensemble (final, calibrated) |" in report_md
 
 
 def test_rerun_gives_identical_numbers(outputs, tmp_path):
@@ -188,7 +236,7 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
 
 
 def test_model_that_does_not_match_its_config_is_a_clear_error(tmp_path):
-    broken = tiny_checkpoint(0)
+    broken = tiny_ensemble("tiny_0", (0, 3))
     broken["config"] = {**TINY, "dense": 32}
     with pytest.raises(CheckpointError, match="run 'tiny_0'.*weights do not match the model config"):
         run(tmp_path, final=broken)

@@ -190,14 +190,17 @@ def test_every_base_architecture_trains_one_step(phase1, base):
 @pytest.mark.parametrize("winner", ["CNN_v1", "CNN_v2", "ResNet_v2", "VGG_v2", "EffNet_v2", "ViT_MAE"])
 def test_every_phase2_strategy_trains_one_step_from_the_winner(winner, phase1, base):
     params, values = base
-    grid = phase2_grid(params["phase2"]["runs"])
+    seed = params["phase2"]["seeds"][0]  # the other seeds run the same code
+    grid = phase2_grid(params["phase2"]["runs"], [seed])
     nodes = [node for node in grid.nodes if node.name.endswith(".train")]
     assert len(nodes) == len(params["phase2"]["runs"])
     best = {"phase1_best": phase1[winner]["summary"], "phase1_best_model": phase1[winner]["checkpoint"]}
     for node in nodes:
-        strategy = node.name.split(".")[1]
+        strategy = node.name.split(".")[1].removesuffix(f"_seed{seed}")
         outputs = run_nodes([node], {**values, **best}, params)
-        summary, checkpoint = outputs[f"phase2.{strategy}.summary"], outputs[f"phase2.{strategy}.checkpoint"]
+        summary = outputs[f"phase2.{strategy}_seed{seed}.summary"]
+        checkpoint = outputs[f"phase2.{strategy}_seed{seed}.checkpoint"]
+        assert summary["training"]["seed"] == checkpoint["training"]["seed"] == seed
         assert summary["epochs_run"] == 1
         assert summary["init_weights"] == f"checkpoint of run {best['phase1_best']['run']}"
         assert summary["model"]["unfreeze"] == params["phase2"]["strategies"][strategy]["model"]["unfreeze"]
@@ -219,14 +222,14 @@ def test_larger_images_run_the_grids_pretraining_and_inference(size, base, tmp_p
     run_nodes([node for node in grid.nodes if node.name.endswith(".train")], values, params)
     best = values["phase1.EffNet_v2_W5.summary"]
     assert best["model"]["image_size"] == values["phase1.CNN_v1_W5.summary"]["model"]["image_size"] == size
-    (freeze20,) = [node for node in phase2_grid(["Freeze20"]).nodes if node.name.endswith(".train")]
+    (freeze20,) = [node for node in phase2_grid(["Freeze20"], [0]).nodes if node.name.endswith(".train")]
     values.update(phase1_best=best, phase1_best_model=values["phase1.EffNet_v2_W5.checkpoint"])
     run_nodes([freeze20], values, params)
     mae = [node for node in pretraining_pipeline().nodes if node.name.startswith("pretraining.mae.")]
     run_nodes(mae, values, params)
     assert len(values["pretraining.mae.finetuned"][0]["history"]) == 1
 
-    checkpoint = values["phase2.Freeze20.checkpoint"]
+    checkpoint = values["phase2.Freeze20_seed0.checkpoint"]
     assert checkpoint["config"]["image_size"] == size
     torch.save(checkpoint, tmp_path / "best.pt")
     for name, side in (("small.png", 40), ("large.png", 300)):

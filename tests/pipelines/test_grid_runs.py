@@ -41,7 +41,7 @@ def project(tmp_path_factory):
     catalog.save("data_provenance", {"path": "synthetic.npz", "md5": "0", "official": False})
     runs = params["phase1"]["runs"], params["phase1"]["class_weights"], params["phase1"]["architectures"]
     SequentialRunner().run(phase1_grid(*runs), catalog)
-    SequentialRunner().run(phase2_grid(params["phase2"]["runs"]), catalog)
+    SequentialRunner().run(phase2_grid(params["phase2"]["runs"], params["phase2"]["seeds"]), catalog)
     return root / "data", catalog, params
 
 
@@ -72,17 +72,57 @@ def test_checkpoint_rebuilds_the_model_from_its_config(project):
     assert checkpoint["run"] == catalog.load("phase1_best")["run"]
 
 
-def test_phase2_starts_from_the_phase1_winner(project):
+def test_phase2_trains_each_strategy_per_seed_from_the_phase1_winner(project):
     data, catalog, params = project
     best = catalog.load("phase1_best")
+    seeds = params["phase2"]["seeds"]
+    assert len(seeds) >= 2
+    for strategy in params["phase2"]["runs"]:
+        for seed in seeds:
+            summary = catalog.load(f"phase2.{strategy}_seed{seed}.summary")
+            assert summary["init_weights"] == f"checkpoint of run {best['run']}"
+            assert summary["training"]["seed"] == seed and summary["class_weights_name"] == best["class_weights_name"]
+            # the seed is part of the run key: its own resumable state and checkpoint
+            assert (data / "06_models" / "phase2_state" / f"{strategy}_seed{seed}").is_dir()
+            assert (data / "06_models" / "phase2" / f"{strategy}_seed{seed}" / "best.pt").is_file()
+    assert catalog.load(f"phase2.Freeze10_seed{seeds[0]}.summary")["model"]["unfreeze"] == 10
+    first, second = (catalog.load(f"phase2.Freeze10_seed{seed}.checkpoint")["state_dict"] for seed in seeds[:2])
+    assert not all(torch.equal(first[k], second[k]) for k in first)  # the seed changes the run
+
+
+def test_phase2_leaderboard_ranks_strategies_on_the_mean_over_seeds(project):
+    data, catalog, params = project
+    seeds = params["phase2"]["seeds"]
     board = pd.read_csv(data / "08_reporting" / "phase2" / "leaderboard.csv")
     assert set(board["run"]) == set(params["phase2"]["runs"])
-    freeze = catalog.load("phase2.Freeze10.summary")
-    assert freeze["init_weights"] == f"checkpoint of run {best['run']}"
-    assert freeze["model"]["unfreeze"] == 10 and freeze["class_weights_name"] == best["class_weights_name"]
-    assert catalog.load("phase2_best")["run"] in params["phase2"]["runs"]
+    for _, row in board.iterrows():
+        values = [catalog.load(f"phase2.{row['run']}_seed{seed}.summary")["val_metrics"]["roc_auc"] for seed in seeds]
+        assert row["val_roc_auc_mean"] == pytest.approx(np.mean(values))
+        assert row["val_roc_auc_std"] == pytest.approx(np.std(values, ddof=1))
+    assert board["eligible"].is_monotonic_decreasing  # eligible strategies first, then by the mean criterion
+    assert board.loc[board["eligible"], "val_spec_at_recall_mean"].is_monotonic_decreasing
+    best = catalog.load("phase2_best")
+    assert best["run"] == board["run"].iloc[0] and best["seeds"] == seeds
+    metrics = catalog.load("phase2_metrics")
+    assert metrics["val_roc_auc"] == pytest.approx(board["val_roc_auc_mean"].iloc[0])
+    assert metrics["val_roc_auc_std"] == pytest.approx(board["val_roc_auc_std"].iloc[0])
+    assert " ± " in (data / "08_reporting" / "phase2" / "leaderboard.md").read_text()
+
+
+def test_phase2_exports_seed_ensembles_of_the_winner_and_the_other_finalists(project):
+    data, catalog, params = project
+    board = pd.read_csv(data / "08_reporting" / "phase2" / "leaderboard.csv")
+    seeds = params["phase2"]["seeds"]
+    winner = catalog.load("phase2_best_model")
+    alternatives = catalog.load("phase2_alternatives")
     finalists = board.loc[board["eligible"], "run"].tolist()
-    assert list(catalog.load("phase2_alternatives")) == finalists[1:]
+    assert winner["run"] == finalists[0] and list(alternatives) == finalists[1:]
+    for strategy, ensemble in [(winner["run"], winner), *alternatives.items()]:
+        assert [m["seed"] for m in ensemble["members"]] == seeds
+        for i, seed in enumerate(seeds):
+            member = catalog.load(f"phase2.{strategy}_seed{seed}.checkpoint")["state_dict"]
+            assert all(torch.equal(ensemble["state_dict"][f"members.{i}.{k}"], member[k]) for k in member)
+        assert len(ensemble["state_dict"]) == len(seeds) * len(member)
 
 
 def test_rerun_reuses_finished_training_state(project):

@@ -8,17 +8,19 @@ from project_helpers import load_config
 from dermascreen.pipelines.phase2.nodes import strategy_spec
 from dermascreen.pipelines.phase2.pipeline import build_grid as phase2_grid
 from dermascreen.evaluation.metrics import binary_metrics
-from dermascreen.pipelines.runs import export_alternatives, export_selected, leaderboard_markdown, rank_runs, select_best
+from dermascreen.pipelines.runs import (best_metrics, export_selected, leaderboard_markdown, rank_runs, rank_strategies, select_best,
+                                        select_best_strategy)
 
 SELECTION = {"metric": "recall", "min_specificity": 0.5, "tie_breaker": "roc_auc"}
 ARCHITECTURES = load_config("base", "parameters")["phase1"]["architectures"]
 
 
-def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0", spec_at_recall=0.6, best_epoch=3):
+def summary(run, recall, specificity, roc_auc=0.8, arch="cnn", weights="W0", spec_at_recall=0.6, best_epoch=3,
+            seed=42):
     metrics = {"recall": recall, "specificity": specificity, "roc_auc": roc_auc, "precision": 0.5,
                "f1": 0.5, "f2": 0.5, "pr_auc": 0.5, "accuracy": 0.7, "spec_at_recall": spec_at_recall}
     return {"run": run, "model": {"arch": arch}, "class_weights_name": weights, "best_epoch": best_epoch,
-            "epochs_run": 5, "val_metrics": metrics,
+            "epochs_run": 5, "val_metrics": metrics, "training": {"seed": seed},
             "hardware": {"device": "cuda", "device_name": "NVIDIA H200", "precision": "bf16"}}
 
 
@@ -51,12 +53,63 @@ def test_a_vit_run_takes_its_pretraining_encoder_as_input():
     assert not any(i.startswith("pretraining.") for i in train["phase1.CNN_v1_W3.train"].inputs)
 
 
-def test_phase2_runs_start_from_the_phase1_winner():
-    pipe = phase2_grid(["Freeze10", "LowLR"])
+def test_phase2_runs_every_strategy_once_per_seed_from_the_phase1_winner():
+    pipe = phase2_grid(["Freeze10", "LowLR"], [42, 7])
     assert {"phase1_best", "phase1_best_model"} <= pipe.inputs()
-    assert {n.namespace for n in pipe.nodes if n.namespace} == {"phase2.Freeze10", "phase2.LowLR"}
+    assert {n.namespace for n in pipe.nodes if n.namespace} == {
+        "phase2.Freeze10_seed42", "phase2.Freeze10_seed7", "phase2.LowLR_seed42", "phase2.LowLR_seed7"}
     assert "phase2_alternatives" in pipe.all_outputs()
     assert "test_set" not in pipe.all_inputs()
+
+
+@pytest.mark.parametrize("seeds", [[], [1, 1], 3, [1.5]])
+def test_bad_seeds_name_the_parameter(seeds):
+    with pytest.raises(ValueError, match="phase2.seeds: .* non-empty list of distinct integer seeds"):
+        phase2_grid(["Freeze10"], seeds)
+
+
+@pytest.mark.parametrize("profile, n_seeds", [("base", 3), ("quick", 3), ("tiny", 2)])
+def test_profiles_train_each_strategy_with_several_seeds(profile, n_seeds):
+    assert len(load_config(profile, "parameters")["phase2"]["seeds"]) == n_seeds
+
+
+def seeded(strategy, values, **kwargs):
+    """One summary per seed of a strategy, ``values`` = [(recall, specificity, spec_at_recall), ...]."""
+    return {f"{strategy}_seed{k}": summary(f"{strategy}_seed{k}", r, s, spec_at_recall=sar, seed=k, **kwargs)
+            for k, (r, s, sar) in enumerate(values)}
+
+
+def test_strategies_rank_on_the_mean_over_seeds_with_std_columns():
+    # "lucky" has the best single seed (0.9) but the lower mean; a seed that fails the guard disqualifies "flaky"
+    summaries = {**seeded("lucky", [(0.9, 0.8, 0.9), (0.9, 0.8, 0.5), (0.9, 0.8, 0.55)]),
+                 **seeded("steady", [(0.8, 0.7, 0.7), (0.8, 0.7, 0.7), (0.8, 0.7, 0.72)]),
+                 **seeded("flaky", [(0.9, 0.9, 0.95), (0.9, 0.9, 0.95), (0.9, 0.9, 0.95)])}
+    summaries["flaky_seed1"]["best_epoch"] = None
+    members = {s: [f"{s}_seed{k}" for k in range(3)] for s in ("lucky", "steady", "flaky")}
+    board = rank_strategies({**SELECTION, "metric": "spec_at_recall"}, members=members, **summaries)
+    assert board["run"].tolist() == ["steady", "lucky", "flaky"]
+    assert board["eligible"].tolist() == [True, True, False]
+    assert board.loc[1, "val_spec_at_recall_mean"] == pytest.approx(np.mean([0.9, 0.5, 0.55]))
+    assert board.loc[1, "val_spec_at_recall_std"] == pytest.approx(np.std([0.9, 0.5, 0.55], ddof=1))
+    assert board.loc[0, "seeds"] == "0 1 2" and board.loc[2, "best_epoch"] == "3/-/3"
+    assert {f"val_{m}_{s}" for m in ("recall", "roc_auc") for s in ("mean", "std")} <= set(board.columns)
+    best = select_best_strategy(board, members=members, **summaries)
+    assert best["run"] == "steady" and best["seeds"] == [0, 1, 2] and list(best["members"]) == members["steady"]
+    assert best["val_metrics"]["spec_at_recall"] == pytest.approx(np.mean([0.7, 0.7, 0.72]))
+    flat = best_metrics(best)
+    assert flat["val_spec_at_recall_std"] == pytest.approx(np.std([0.7, 0.7, 0.72], ddof=1))
+    assert flat["val_recall"] == pytest.approx(0.8) and flat["val_recall_std"] == pytest.approx(0.0, abs=1e-12)
+    text = leaderboard_markdown(board, SELECTION, {"path": "d.npz", "official": False, "md5": "m"}, "quick",
+                                phase="phase2")
+    assert "| 1 | steady | W0 | True | 0 1 2 | 0.7067 ± 0.0115 | 0.8000 ± 0.0000 |" in text
+
+
+def test_no_strategy_with_every_seed_eligible_is_an_error():
+    summaries = seeded("a", [(1.0, 0.1, 0.1), (1.0, 0.1, 0.9)])
+    members = {"a": ["a_seed0", "a_seed1"]}
+    board = rank_strategies({**SELECTION, "metric": "spec_at_recall"}, members=members, **summaries)
+    with pytest.raises(ValueError, match="no strategy had every seed run reach the minimum validation specificity"):
+        select_best_strategy(board, members=members, **summaries)
 
 
 def test_strategy_spec_overrides_only_what_the_strategy_changes():
@@ -82,7 +135,6 @@ def test_ranking_puts_guarded_runs_last_and_breaks_ties():
     assert select_best(board, **summaries)["run"] == "good_tie"
     checkpoints = {r: {"run": r} for r in summaries}
     assert export_selected(board, **checkpoints)["run"] == "good_tie"
-    assert list(export_alternatives(board, **checkpoints)) == ["good", "weak"]  # never the guarded run
 
 
 def test_spec_at_recall_and_recall_at_half_select_different_runs():

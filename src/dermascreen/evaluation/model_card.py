@@ -6,7 +6,7 @@ titles, in order, that every card has.
 
 from __future__ import annotations
 
-from dermascreen.evaluation.report import Section, Table, _interval
+from dermascreen.evaluation.report import Section, Table, _interval, _spread, ensemble_text
 
 CARD_SECTIONS = ("Intended use", "Not intended for", "Data and provenance", "Operating point",
                  "Per-subtype recall and false positive rate", "Calibration", "Seeds",
@@ -54,7 +54,7 @@ def card_sections(evidence: dict) -> list[Section]:
             f"(model, epoch, calibration, threshold), test ({evidence['n_test']} images, "
             f"{evidence['n_malignant']} malignant) read once in phase3."]),
         ("Operating point", [
-            f"Model: run `{model.get('run')}`. Threshold **{point['threshold']:.4f}** on the calibrated "
+            f"Model: {ensemble_text(model)}. Threshold **{point['threshold']:.4f}** on the calibrated "
             f"probability: {point['reason']} (policy `{point['policy']}`, validation only). Test results "
             f"with {confidence} stratified bootstrap intervals ({settings['n_bootstrap']} resamples):",
             Table(["metric", f"estimate [{confidence} CI]"], operating)]),
@@ -69,9 +69,12 @@ def card_sections(evidence: dict) -> list[Section]:
             f"{calibrated['test_calibrated']['ece']:.4f} after. `dermascreen-predict` prints the calibrated "
             "probability; at 28x28 and this prevalence it is a ranking aid, not a risk to quote to a patient."]),
         ("Seeds", [
-            f"The final model was trained once, with training seed {model.get('training', {}).get('seed')}: "
-            "the spread over training seeds is not measured, so the intervals above cover test-set "
-            f"sampling only. Bootstrap seed {settings['seed']}."]),
+            f"The final model is {ensemble_text(model)}. The intervals above cover test-set sampling of "
+            "that ensemble; the training seed's effect is the spread of the seed models, each alone at its "
+            "own validation threshold (mean ± sample std over seeds, test):",
+            Table(["metric", "seed models: mean ± std"],
+                  [[key, _spread(evidence["seeds"]["spread"][key])] for key in ("recall", "specificity", "roc_auc")]),
+            f"Per seed with intervals: the report's \"Seeds (test)\". Bootstrap seed {settings['seed']}."]),
         ("Known limitations", ["\n".join(limitations)]),
         ("How to reproduce", [
             f"`make all` (profile `{evidence['profile']}`: `dvc repro`, i.e. `kedro run --pipelines "

@@ -71,10 +71,18 @@ def _trained_on(checkpoint: dict) -> str:
     return describe_hardware(used) if used else "not recorded"
 
 
+def ensemble_text(model: dict) -> str:
+    """What the final model is: phase2's best strategy as a seed ensemble."""
+    members = model.get("members", [])
+    seeds = ", ".join(str(member["seed"]) for member in members)
+    return (f"the seed ensemble of phase2's best strategy `{model.get('run')}`: the mean p(malignant) of "
+            f"{len(members)} models trained with seeds {seeds}")
+
+
 def configuration_section(model: dict, settings: dict) -> Section:
-    blocks = [f"Final model: run `{model.get('run')}` (phase2 best), trained on {_trained_on(model)} "
+    blocks = [f"Final model: {ensemble_text(model)}, trained on {_trained_on(model)} "
               "(device (device model), precision). Everything that rebuilds and explains it, as stored in "
-              "its checkpoint:"]
+              "its checkpoint (training settings without the seed, shared by the seeds):"]
     for key in ("config", "training", "class_weights", "normalization"):
         blocks.append(f"**{key}**\n\n{_json_block(model.get(key))}")
     blocks.append(f"phase3 settings:\n\n{_json_block(settings)}")
@@ -105,6 +113,31 @@ def test_section(intervals: dict, settings: dict, n_test: int, n_malignant: int)
     return "Test results", [intro, Table(["metric", f"estimate [{confidence} CI]"], metric_rows),
                             Table(["confusion", f"estimate [{confidence} CI]"], count_rows),
                             FigureRef("confusion"), FigureRef("roc"), FigureRef("pr")]
+
+
+SEED_METRICS = ("recall", "specificity", "precision", "roc_auc", "pr_auc")
+
+
+def seeds_section(seeds: dict, intervals: dict, threshold: dict, settings: dict) -> Section:
+    """The final ensemble and each of its seed models on test, and the spread over seeds."""
+    confidence = f"{100 * settings['confidence']:.0f}%"
+    text = (f"The final model averages the probabilities of its seed models. Each seed model alone on test, "
+            f"at its own validation threshold (same policy, on its uncalibrated probability), with {confidence} "
+            f"bootstrap intervals as above; the last row is the mean ± sample standard deviation of the seed "
+            "models' estimates: the spread due to the training seed, which the intervals (test sampling) do not cover.")
+    header = ["model", "threshold", *SEED_METRICS]
+    rows = [["ensemble (final, calibrated)", f"{threshold['threshold']:.4f}",
+             *(_interval(intervals[key]) for key in SEED_METRICS)]]
+    for run, entry in seeds["members"].items():
+        rows.append([f"{run} (seed {entry['seed']})", f"{entry['threshold']:.4f}",
+                     *(_interval(entry["intervals"][key]) for key in SEED_METRICS)])
+    rows.append(["seed models: mean ± std", "", *(_spread(seeds["spread"][key]) for key in SEED_METRICS)])
+    return "Seeds (test)", [text, Table(header, rows)]
+
+
+def _spread(entry: dict) -> str:
+    std = "n/a" if entry["std"] is None else _pct(entry["std"])
+    return f"{_pct(entry['mean'])} ± {std}"
 
 
 def subtype_section(subtypes: dict, settings: dict) -> Section:
@@ -144,8 +177,8 @@ def calibration_text(calibrated: dict, n_bins: int) -> str:
 
 def significance_section(mcnemar: dict, calibrated: dict, n_bins: int) -> Section:
     test = ("McNemar's test on test decisions, the final model against each real alternative (phase2's "
-            "other finalists, i.e. runs that passed the validation guard, and the phase1 winner it was "
-            "fine-tuned from), each model at its own validation threshold. b: only the final model right, "
+            "other finalists, i.e. the seed ensembles of the strategies whose every seed run passed the validation "
+            "guard, and the phase1 winner it was fine-tuned from), each model at its own validation threshold. b: only the final model right, "
             "c: only the alternative right. p-values Holm-corrected over the comparisons.")
     rows = [[c["alternative"], f"{c['threshold']:.4f}", str(c["b"]), str(c["c"]), c["method"],
              f"{c['statistic']:.3f}", f"{c['p_value']:.4g}", f"{c['p_holm']:.4g}"] for c in mcnemar["comparisons"]]
@@ -161,6 +194,7 @@ def report_sections(evidence: dict) -> list[Section]:
         configuration_section(evidence["model"], evidence["settings"]),
         threshold_section(evidence["calibration"]),
         test_section(evidence["intervals"], evidence["settings"], evidence["n_test"], evidence["n_malignant"]),
+        seeds_section(evidence["seeds"], evidence["intervals"], evidence["calibration"], evidence["settings"]),
         subtype_section(evidence["subtypes"], evidence["settings"]),
         comparison_section(evidence["intervals"], evidence["reference"]),
         significance_section(evidence["mcnemar"], evidence["calibrated"], evidence["settings"]["calibration_bins"]),

@@ -19,8 +19,9 @@ def strategy_spec(phase1_best: dict, strategy: dict, run: str) -> dict:
 
 def train_strategy(train_set: dict, val_set: dict, normalization: dict, class_weights: dict,
                    phase1_best: dict, phase1_best_model: dict, strategy: dict, training: dict,
-                   state_dir: str, dvclive_dir: str, *, run: str):
-    """Fine-tune the phase1 winner's weights with one strategy."""
+                   state_dir: str, dvclive_dir: str, *, run: str, seed: int):
+    """Fine-tune the phase1 winner's weights with one strategy and one training seed, which replaces
+    the grid's ``training.seed`` (shuffling, augmentation, dropout; the weights start as the winner's)."""
     spec = strategy_spec(phase1_best, strategy, run)
-    return train_run(train_set, val_set, normalization, class_weights, spec, training, state_dir,
-                     init=phase1_best_model, dvclive_dir=dvclive_dir)
+    return train_run(train_set, val_set, normalization, class_weights, spec, {**training, "seed": seed},
+                     state_dir, init=phase1_best_model, dvclive_dir=dvclive_dir)

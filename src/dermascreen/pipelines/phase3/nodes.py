@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from dermascreen.data.medmnist_info import MALIGNANT, class_names
 from dermascreen.evaluation import bootstrap, calibration, mcnemar, model_card, plots, report, thresholds
-from dermascreen.inference.model import model_from_checkpoint, state_dict_fingerprint
+from dermascreen.inference.model import ensemble_members, model_from_checkpoint, state_dict_fingerprint
 from dermascreen.training.fit import predict_proba
 
 REPORT_TITLE = "DermaMNIST malignant-vs-benign screening: final report"
@@ -51,22 +51,47 @@ def subtype_results(test_set: dict, test_scores: np.ndarray, threshold: dict, pa
 
 
 def alternatives(phase2_alternatives: dict[str, dict], phase1_best_model: dict) -> dict[str, dict]:
-    """The real alternatives to the final model: phase2's other finalists and the phase1 winner
-    (the model phase2 fine-tuned), named ``phase<n>.<run>``."""
+    """The real alternatives to the final model: phase2's other finalists (each strategy's seed
+    ensemble) and the phase1 winner (the model phase2 fine-tuned), named ``phase<n>.<run>``."""
     named = {f"phase2.{run}": checkpoint for run, checkpoint in phase2_alternatives.items()}
     named[f"phase1.{phase1_best_model.get('run')}"] = phase1_best_model
     return named
 
 
-def predict_alternatives(models: dict[str, dict], split: dict, params: dict) -> dict[str, np.ndarray]:
-    """p(malignant) of each alternative on a split."""
+def seed_members(checkpoint: dict) -> dict[str, dict]:
+    """``{run: checkpoint}``: each seed model of the final seed ensemble, on its own."""
+    return ensemble_members(checkpoint, f"phase2 best model (run {checkpoint.get('run')!r})")
+
+
+def predict_models(models: dict[str, dict], split: dict, params: dict) -> dict[str, np.ndarray]:
+    """p(malignant) of each model on a split."""
     return {name: predict_malignant(checkpoint, split, params) for name, checkpoint in models.items()}
 
 
-def calibrate_alternatives(val_set: dict, scores: dict[str, np.ndarray], models: dict[str, dict],
-                           params: dict) -> dict[str, dict]:
-    """Each alternative's own validation threshold, by the same policy as the final model's."""
+def calibrate_models(val_set: dict, scores: dict[str, np.ndarray], models: dict[str, dict],
+                     params: dict) -> dict[str, dict]:
+    """Each model's own validation threshold on its (uncalibrated) probabilities, by the same policy
+    as the final model's."""
     return {name: calibrate_threshold(val_set, scores[name], models[name], params) for name in models}
+
+
+def seed_results(test_set: dict, member_scores: dict[str, np.ndarray], member_thresholds: dict[str, dict],
+                 members: dict[str, dict], params: dict) -> dict:
+    """Each seed model alone on test, at its own validation threshold, with bootstrap intervals
+    (``members``), and the mean and sample std of each test estimate over the seeds (``spread``)."""
+    results = {}
+    for run, scores in member_scores.items():
+        threshold = member_thresholds[run]["threshold"]
+        results[run] = {"seed": members[run]["training"]["seed"], "threshold": threshold,
+                        "intervals": bootstrap.bootstrap_intervals(test_set["binary"], scores, threshold,
+                                                                   params["n_bootstrap"], params["seed"],
+                                                                   params["confidence"])}
+    spread = {}
+    for key in next(iter(results.values()))["intervals"]:
+        estimates = np.array([entry["intervals"][key]["estimate"] for entry in results.values()], dtype=np.float64)
+        spread[key] = {"mean": float(np.mean(estimates)),
+                       "std": float(np.std(estimates, ddof=1)) if len(estimates) > 1 else None}
+    return {"members": results, "spread": spread}
 
 
 def compare_with_alternatives(test_set: dict, test_scores: np.ndarray, threshold: dict,
@@ -111,7 +136,7 @@ def calibration_summary(val_set: dict, val_raw: np.ndarray, val_calibrated: np.n
 
 
 def export_final_model(checkpoint: dict, threshold: dict, calibrator: dict) -> dict:
-    """The model ``dermascreen-predict`` uses: the phase2 checkpoint plus its calibrator and the
+    """The model ``dermascreen-predict`` uses: phase2's seed ensemble plus its calibrator and the
     operating threshold (on calibrated probabilities), so the file holds everything it needs."""
     return {**checkpoint, "calibration": calibrator,
             "operating_point": {key: threshold[key] for key in ("threshold", "policy", "target_recall", "reason")}}
@@ -125,13 +150,16 @@ def curve_data(test_set: dict, test_scores: np.ndarray, threshold: dict) -> tupl
 
 
 def prediction_table(test_set: dict, test_scores: np.ndarray, test_raw_scores: np.ndarray,
-                     alternative_scores: dict[str, np.ndarray], threshold: dict) -> pd.DataFrame:
-    """Per test image: labels, the final model's calibrated and raw probability, its decision, and
-    every alternative's raw probability (for audits)."""
+                     member_scores: dict[str, np.ndarray], alternative_scores: dict[str, np.ndarray],
+                     threshold: dict) -> pd.DataFrame:
+    """Per test image: labels, the final model's calibrated and raw probability (the raw one the
+    mean of its seed models'), its decision, each seed model's and every alternative's raw
+    probability (for audits)."""
     return pd.DataFrame({
         "index": np.arange(len(test_scores)), "label": test_set["labels"], "binary": test_set["binary"],
         "p_malignant": test_scores, "predicted": (test_scores >= threshold["threshold"]).astype(int),
         "p_malignant_uncalibrated": test_raw_scores,
+        **{f"p_malignant_{name}": scores for name, scores in member_scores.items()},
         **{f"p_malignant_{name}": scores for name, scores in alternative_scores.items()},
     })
 
@@ -159,8 +187,11 @@ def figure_files(figures: dict[str, Figure]) -> tuple[Figure, ...]:
     return tuple(figures[name] for name in FIGURES)
 
 
-def flat_metrics(threshold: dict, intervals: dict, subtypes: dict, comparison: dict, calibrated: dict) -> dict:
-    """Flat numeric keys for ``dvc metrics``: test estimates and interval bounds, validation point."""
+def flat_metrics(threshold: dict, intervals: dict, subtypes: dict, comparison: dict, calibrated: dict,
+                 seeds: dict) -> dict:
+    """Flat numeric keys for ``dvc metrics``: test estimates and interval bounds, validation point;
+    ``test_*`` are the final model's (the seed ensemble), ``seed<k>_*`` each seed model's and
+    ``seeds_test_<metric>_mean``/``_std`` their spread."""
     metrics = {"threshold": threshold["threshold"]}
     chosen = threshold["operating_points"][threshold["policy"]]
     metrics.update({f"val_{key}": chosen[key] for key in ("recall", "precision", "specificity", "f2")})
@@ -170,6 +201,18 @@ def flat_metrics(threshold: dict, intervals: dict, subtypes: dict, comparison: d
     for name, entry in subtypes.items():  # test_recall_mel, test_fpr_nv, ... with bounds
         key = f"test_{entry['kind']}_{name}"
         metrics.update({key: entry["estimate"], f"{key}_low": entry["low"], f"{key}_high": entry["high"]})
+    for entry in seeds["members"].values():
+        prefix = f"seed{entry['seed']}"
+        metrics[f"{prefix}_threshold"] = entry["threshold"]
+        for key in report.REPORTED_METRICS:
+            interval = entry["intervals"][key]
+            metrics.update({f"{prefix}_test_{key}": interval["estimate"], f"{prefix}_test_{key}_low": interval["low"],
+                            f"{prefix}_test_{key}_high": interval["high"]})
+    for key in report.REPORTED_METRICS:
+        spread = seeds["spread"][key]
+        metrics[f"seeds_test_{key}_mean"] = spread["mean"]
+        if spread["std"] is not None:  # one seed: no spread
+            metrics[f"seeds_test_{key}_std"] = spread["std"]
     for entry in comparison["comparisons"]:
         metrics.update({f"mcnemar_{entry['alternative']}_{key}": entry[key] for key in ("p_value", "p_holm", "b", "c")})
     metrics.update({"ece": calibrated["ece"], "ece_uncalibrated": calibrated["test_uncalibrated"]["ece"],
@@ -181,31 +224,32 @@ def flat_metrics(threshold: dict, intervals: dict, subtypes: dict, comparison: d
 
 
 def build_report(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict, subtypes: dict,
-                 comparison: dict, calibrated: dict, test_set: dict, figures: dict[str, Figure],
+                 comparison: dict, calibrated: dict, seeds: dict, test_set: dict, figures: dict[str, Figure],
                  params: dict, profile: str) -> tuple[str, str]:
     """(markdown, standalone HTML) final report."""
-    evidence = _evidence(provenance, checkpoint, threshold, intervals, subtypes, comparison, calibrated, test_set,
-                         params, profile)
+    evidence = _evidence(provenance, checkpoint, threshold, intervals, subtypes, comparison, calibrated, seeds,
+                         test_set, params, profile)
     sections = report.report_sections(evidence)
     return (report.render_markdown(REPORT_TITLE, sections, params["figure_paths"]),
             report.render_html(REPORT_TITLE, sections, figures))
 
 
 def build_model_card(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict, subtypes: dict,
-                     comparison: dict, calibrated: dict, test_set: dict, params: dict, profile: str) -> str:
+                     comparison: dict, calibrated: dict, seeds: dict, test_set: dict, params: dict,
+                     profile: str) -> str:
     """``model_card.md``, written next to the report (sections: ``model_card.CARD_SECTIONS``)."""
-    evidence = _evidence(provenance, checkpoint, threshold, intervals, subtypes, comparison, calibrated, test_set,
-                         params, profile)
+    evidence = _evidence(provenance, checkpoint, threshold, intervals, subtypes, comparison, calibrated, seeds,
+                         test_set, params, profile)
     return report.render_markdown(model_card.CARD_TITLE, model_card.card_sections(evidence), {})
 
 
 def _evidence(provenance: dict, checkpoint: dict, threshold: dict, intervals: dict, subtypes: dict,
-              comparison: dict, calibrated: dict, test_set: dict, params: dict, profile: str) -> dict:
+              comparison: dict, calibrated: dict, seeds: dict, test_set: dict, params: dict, profile: str) -> dict:
     settings = {key: params[key] for key in ("policy", "target_recall", "n_bootstrap", "confidence", "seed",
                                              "calibration", "calibration_bins", "mcnemar_exact_below")}
     return {
         "provenance": provenance, "model": checkpoint, "settings": settings,
         "calibration": threshold, "intervals": intervals, "subtypes": subtypes, "mcnemar": comparison,
-        "calibrated": calibrated, "reference": params["reference"], "n_test": int(len(test_set["binary"])),
+        "calibrated": calibrated, "seeds": seeds, "reference": params["reference"], "n_test": int(len(test_set["binary"])),
         "n_malignant": int(np.sum(test_set["binary"])), "profile": profile,
     }

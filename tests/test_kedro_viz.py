@@ -1,4 +1,8 @@
-"""kedro-viz: `kedro viz build` makes a static site that a real browser renders as the pipeline graphs.
+"""kedro-viz: catalog layers and dataset previews (no browser), and `kedro viz build` makes a static
+site that a real browser renders as the pipeline graphs.
+
+Layers and previews go through kedro-viz's own models (the ones its API serialises) on the
+project's real catalog, with files written by the project's datasets under pytest's temp dir.
 
 The site is served on 127.0.0.1 by Python's http.server and loaded in Debian's headless chromium
 once per registered experiment pipeline (`?pid=<name>`); the DOM chromium dumps after the page's
@@ -8,6 +12,7 @@ namespace. Expected names come from Kedro itself (a separate process that only l
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -21,21 +26,88 @@ from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
+import torch
+from kedro_viz.data_access.repositories.catalog import CatalogRepository
+from kedro_viz.models.flowchart.node_metadata import DataNodeMetadata
+from kedro_viz.models.flowchart.nodes import GraphNode
 from matplotlib.image import imread
 
-from project_helpers import PROJECT_ROOT
+from project_helpers import PROJECT_ROOT, load_config, project_catalog, synthetic_raw
 from dermascreen.pipeline_registry import EXPERIMENT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 KEDRO = Path(sys.executable).with_name("kedro")
 WINDOW = (1600, 1000)  # width, height of the headless window and of its screenshots
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium; .ci/run does it)"),
-]
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium; .ci/run does it)")
+# kedro-viz layer of each data/ folder (the catalog's metadata.kedro-viz.layer)
+FOLDER_LAYERS = {"01_raw": "raw", "02_intermediate": "intermediate", "05_model_input": "model_input",
+                 "06_models": "models", "07_model_output": "model_output", "08_reporting": "reporting"}
+
+
+def test_every_catalog_entry_has_the_layer_of_its_data_folder():
+    catalog = load_config("base", "catalog")
+    assert catalog
+    for name, entry in catalog.items():
+        layer = entry.get("metadata", {}).get("kedro-viz", {}).get("layer")
+        assert layer in FOLDER_LAYERS.values(), f"{name}: kedro-viz layer {layer!r}"
+        if "filepath" in entry:
+            folder = Path(entry["filepath"]).parts[1]
+            assert layer == FOLDER_LAYERS[folder], f"{name}: layer {layer} for a file in data/{folder}"
+
+
+def _viz_metadata(catalog, name: str) -> DataNodeMetadata:
+    """What kedro-viz's API answers for dataset ``name`` (its node's side panel)."""
+    repository = CatalogRepository()
+    repository.set_catalog(catalog)
+    node = GraphNode.create_data_node(dataset_id=name, dataset_name=name, layer=repository.get_layer_for_dataset(name),
+                                      tags=set(), dataset=catalog.get(name), modular_pipelines=set())
+    assert node.layer is not None, f"{name}: no layer"
+    return DataNodeMetadata(data_node=node)
+
+
+def test_kedro_viz_previews_each_project_dataset(tmp_path):
+    catalog = project_catalog(tmp_path)
+    figure, axes = plt.subplots(figsize=(2, 2))
+    axes.plot([0, 1], [0, 1])
+    raw = tmp_path / Path(load_config("tiny", "catalog")["dermamnist_raw"]["filepath"])
+    raw.parent.mkdir(parents=True)
+    np.savez(raw, **synthetic_raw({"train": 14, "val": 7, "test": 7}))
+    saved = {
+        "data_provenance": {"file": "dermamnist_28.npz", "md5": "0" * 32},
+        "phase3_roc": pd.DataFrame({"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0]}),
+        "data_report": "# Data <report>\n",
+        "final_report_html": "<html><body><h1>Report</h1></body></html>",
+        "data_report_samples": figure,
+        "train_set": {"images": np.zeros((3, 28, 28, 3), np.uint8), "labels": np.array([0, 1, 2])},
+        "final_model": {"config": {"arch": "CNN_v1"}, "threshold": 0.25,
+                        "state_dict": torch.nn.Linear(4, 2).state_dict()},
+    }
+    for name, data in saved.items():
+        catalog.save(name, data)
+
+    previews = {name: _viz_metadata(catalog, name) for name in [*saved, "dermamnist_raw"]}
+    types = {name: meta.preview_type for name, meta in previews.items()}
+    assert types == {"data_provenance": "JSONPreview", "phase3_roc": "TablePreview", "data_report": "HTMLPreview",
+                     "final_report_html": "HTMLPreview", "data_report_samples": "ImagePreview",
+                     "train_set": "TablePreview", "final_model": "JSONPreview", "dermamnist_raw": "TablePreview"}
+    preview = {name: meta.preview for name, meta in previews.items()}
+    assert json.loads(preview["data_provenance"]) == saved["data_provenance"]
+    assert preview["phase3_roc"]["columns"] == ["fpr", "tpr"] and preview["phase3_roc"]["data"][1] == [0.5, 0.8]
+    assert preview["data_report"] == "<pre># Data &lt;report&gt;\n</pre>"
+    assert preview["final_report_html"] == saved["final_report_html"]
+    assert base64.b64decode(preview["data_report_samples"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert preview["train_set"]["data"] == [["images", "(3, 28, 28, 3)", "uint8"], ["labels", "(3,)", "int64"]]
+    assert json.loads(preview["final_model"]) == {"config": {"arch": "CNN_v1"}, "threshold": 0.25,
+                                                  "state_dict": "2 tensors, 10 values"}
+    assert ["train_images", "(14, 28, 28, 3)", "uint8"] in preview["dermamnist_raw"]["data"]
+    assert {meta.data_node.layer for meta in previews.values()} == {"raw", "intermediate", "model_input",
+                                                                  "models", "reporting"}
 
 # What Kedro's registry holds, per pipeline, at the level kedro-viz draws by default (namespaces
 # collapsed): tasks outside any namespace, top-level namespaces, and the free inputs/outputs.
@@ -184,6 +256,8 @@ def _assert_real_screenshot(path: Path) -> None:
     assert len(colours) > 100, f"{path} looks blank: {len(colours)} distinct colours"
 
 
+@pytest.mark.browser
+@needs_browser
 def test_the_build_registers_every_experiment_pipeline(site, expected):
     main = json.loads((site / "api" / "main").read_text())
     assert {p["id"] for p in main["pipelines"]} == set(expected)
@@ -192,6 +266,8 @@ def test_the_build_registers_every_experiment_pipeline(site, expected):
         assert (site / "api" / "pipelines" / name).is_file(), f"build has no api/pipelines/{name}"
 
 
+@pytest.mark.browser
+@needs_browser
 @pytest.mark.parametrize("pipeline", EXPERIMENT)
 def test_the_browser_draws_each_pipeline_graph(pipeline, site_url, expected, tmp_path):
     want = expected[pipeline]

@@ -157,6 +157,7 @@ def _project_view(root: Path) -> None:
     `src/dermascreen` because Kedro requires the source dir to resolve inside the root.
     """
     (root / "src").mkdir(parents=True)
+    (root / "logs").mkdir()  # conf/logging.yml's file handler writes there
     (root / "pyproject.toml").symlink_to(PROJECT_ROOT / "pyproject.toml")
     (root / "conf").symlink_to(PROJECT_ROOT / "conf", target_is_directory=True)
     (root / "src" / "dermascreen").symlink_to(PROJECT_ROOT / "src" / "dermascreen", target_is_directory=True)

@@ -13,7 +13,7 @@ DERMAMNIST_NPZ ?= $(wildcard $(abspath ../shared/data/dermamnist_28_jpeg75.npz))
 ifneq ($(DERMAMNIST_NPZ),)
 export DERMAMNIST_NPZ
 endif
-# The raw-data out of dvc.yaml's data_engineering stage (its size from the same globals file).
+# The out of dvc.yaml's raw_data stage (its size from the same globals file).
 RAW_NPZ := data/01_raw/dermamnist_$(shell sed -n 's/^image_size: *//p' conf/base/globals.yml).npz
 
 .PHONY: all setup test repro viz bench gpu-check clean-venv
@@ -39,13 +39,13 @@ test: setup
 # how to provide them), then the preflight check lists every problem at once and stops the run
 # in seconds when it cannot succeed (docs/training.md).
 # DVC cannot see DERMAMNIST_NPZ: a raw copy that differs from it is dropped first, so DVC reruns
-# data_engineering with the new file (docs/data.md). At the end: the quick targets, the measured
+# raw_data (and what follows) with the new file (docs/data.md). At the end: the quick targets, the measured
 # values and the published anchors (python -m dermascreen.targets, docs/results.md).
 repro: setup
 	@profile=$${PROFILE:-$$($(BIN)/python -m dermascreen.profile)}; \
 	current=$$(sed -n 's/^profile: *//p' params.yaml); \
 	echo "dermascreen: running profile '$$profile' (params.yaml has '$$current')"; \
-	$(BIN)/python -m dermascreen.data.acquire $(RAW_NPZ) || exit 1; \
+	$(BIN)/python -m dermascreen.data.acquire $(RAW_NPZ) --drop-replaced || exit 1; \
 	export PATH=$(abspath $(BIN)):$$PATH; \
 	dermascreen-weights fetch --profile $$profile || true; \
 	python -m dermascreen.preflight --env $$profile || exit 1; \

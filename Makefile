@@ -16,18 +16,31 @@ endif
 # The out of dvc.yaml's raw_data stage (its size from the same globals file).
 RAW_NPZ := data/01_raw/dermamnist_$(shell sed -n 's/^image_size: *//p' conf/base/globals.yml).npz
 
-.PHONY: all setup test repro viz bench gpu-check clean-venv
+.PHONY: all setup lock test repro viz bench gpu-check clean-venv
 
 all: repro
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# requirements.lock: every package, pinned with its hashes (Linux x86-64, Python 3.11, PyPI's
+# torch as README says); pip refuses a file whose hash differs.
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Regenerate requirements.lock from requirements.txt (the direct pins) with uv, in its own venv
+# ($(UV_VENV), git-ignored). Versions already locked are kept where they still fit;
+# `make lock UPGRADE=1` takes the newest the pins allow. Then `make setup` installs the new lock.
+UV_VENV ?= .uv
+UV_VERSION := 0.13.9
+lock:
+	test -x $(UV_VENV)/bin/uv || { $(PYTHON) -m venv $(UV_VENV) && $(UV_VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(UV_VENV)/bin/uv pip compile requirements.txt --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
+		$(if $(UPGRADE),--upgrade) -o requirements.lock
 
 # Tests never touch a model hub.
 test: setup

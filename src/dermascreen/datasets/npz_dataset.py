@@ -48,12 +48,11 @@ class NpzDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
 
 def npz_table(path: Path) -> TablePreview:
     """kedro-viz's table of the arrays in an ``.npz``: name, shape, dtype, from each ``.npy`` header."""
-    rows = []
+    npy, rows = np.lib.format, []
     with zipfile.ZipFile(path) as archive:
         for member in archive.namelist():
             with archive.open(member) as stream:
-                major, _ = np.lib.format.read_magic(stream)
-                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read_header(stream)
+                major, _ = npy.read_magic(stream)
+                shape, _, dtype = (npy.read_array_header_1_0 if major == 1 else npy.read_array_header_2_0)(stream)
             rows.append([member.removesuffix(".npy"), str(shape), str(dtype)])
     return TablePreview({"columns": ["array", "shape", "dtype"], "index": list(range(len(rows))), "data": rows})

@@ -13,21 +13,34 @@ DERMAMNIST_NPZ ?= $(wildcard $(abspath ../shared/data/dermamnist_28_jpeg75.npz))
 ifneq ($(DERMAMNIST_NPZ),)
 export DERMAMNIST_NPZ
 endif
-# The raw-data out of dvc.yaml's data_engineering stage (its size from the same globals file).
+# The out of dvc.yaml's raw_data stage (its size from the same globals file).
 RAW_NPZ := data/01_raw/dermamnist_$(shell sed -n 's/^image_size: *//p' conf/base/globals.yml).npz
 
-.PHONY: all setup test repro viz bench gpu-check clean-venv
+.PHONY: all setup lock test repro viz bench gpu-check clean-venv
 
 all: repro
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# requirements.lock: every package, pinned with its hashes (Linux x86-64, Python 3.11, PyPI's
+# torch as README says); pip refuses a file whose hash differs.
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Regenerate requirements.lock from requirements.txt (the direct pins) with uv, in its own venv
+# ($(UV_VENV), git-ignored). Versions already locked are kept where they still fit;
+# `make lock UPGRADE=1` takes the newest the pins allow. Then `make setup` installs the new lock.
+UV_VENV ?= .uv
+UV_VERSION := 0.13.9
+lock:
+	test -x $(UV_VENV)/bin/uv || { $(PYTHON) -m venv $(UV_VENV) && $(UV_VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(UV_VENV)/bin/uv pip compile requirements.txt --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
+		$(if $(UPGRADE),--upgrade) -o requirements.lock
 
 # Tests never touch a model hub.
 test: setup
@@ -40,13 +53,13 @@ test: setup
 # in seconds when it cannot succeed (docs/training.md), and the expected training time of each
 # stage is printed (python -m dermascreen.estimate: a few real steps of every job, times its size).
 # DVC cannot see DERMAMNIST_NPZ: a raw copy that differs from it is dropped first, so DVC reruns
-# data_engineering with the new file (docs/data.md). At the end: the quick targets, the measured
+# raw_data (and what follows) with the new file (docs/data.md). At the end: the quick targets, the measured
 # values and the published anchors (python -m dermascreen.targets, docs/results.md).
 repro: setup
 	@profile=$${PROFILE:-$$($(BIN)/python -m dermascreen.profile)}; \
 	current=$$(sed -n 's/^profile: *//p' params.yaml); \
 	echo "dermascreen: running profile '$$profile' (params.yaml has '$$current')"; \
-	$(BIN)/python -m dermascreen.data.acquire $(RAW_NPZ) || exit 1; \
+	$(BIN)/python -m dermascreen.data.acquire $(RAW_NPZ) --drop-replaced || exit 1; \
 	export PATH=$(abspath $(BIN)):$$PATH; \
 	dermascreen-weights fetch --profile $$profile || true; \
 	python -m dermascreen.preflight --env $$profile || exit 1; \

@@ -3,7 +3,8 @@
 Real processes in a fresh checkout, real files: a broken file (float images) is refused with a
 final message naming it and the fix, then the corrected file is accepted; a changed
 `DERMAMNIST_NPZ` replaces the copy in data/01_raw, also under DVC (`make all` runs
-`python -m dermascreen.data.acquire` before `dvc repro`, which cannot see the variable).
+`python -m dermascreen.data.acquire ... --drop-replaced` before `dvc repro`, which cannot see the
+variable). Under DVC the file is the out of its own stage, `raw_data`, which data_engineering reads.
 """
 
 from __future__ import annotations
@@ -70,8 +71,20 @@ def test_dvc_repro_refuses_then_accepts_then_follows_a_changed_file(repo, files)
     assert "didn't change" in repro(files["other"]).stdout
     assert (repo / RAW).read_bytes() == files["good"].read_bytes()
     # ... so `make all` first drops a copy that differs from DERMAMNIST_NPZ, and DVC reruns.
-    dropped = run(["python", "-m", "dermascreen.data.acquire", str(RAW)], repo, files["other"])
+    dropped = run(["python", "-m", "dermascreen.data.acquire", str(RAW), "--drop-replaced"], repo,
+                  files["other"])
     assert dropped.returncode == 0 and "removing the copy" in dropped.stdout
     rerun = repro(files["other"])
-    assert rerun.returncode == 0 and "Running stage 'data_engineering'" in rerun.stdout
+    assert rerun.returncode == 0
+    assert "Running stage 'raw_data'" in rerun.stdout and "Running stage 'data_engineering'" in rerun.stdout
+    assert (repo / RAW).read_bytes() == files["other"].read_bytes()
+
+
+def test_changing_data_engineering_code_does_not_acquire_the_file_again(repo, files):
+    nodes = repo / "src" / "dermascreen" / "pipelines" / "data_engineering" / "nodes.py"
+    nodes.write_text(nodes.read_text() + "\n# a change to the pipeline's code, not to acquisition\n")
+    rerun = run(["dvc", "repro", "data_engineering"], repo, files["other"])
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert "Stage 'raw_data' didn't change" in rerun.stdout
+    assert "Running stage 'raw_data'" not in rerun.stdout and "Running stage 'data_engineering'" in rerun.stdout
     assert (repo / RAW).read_bytes() == files["other"].read_bytes()

@@ -19,7 +19,7 @@ import pytest
 from project_helpers import command_env, project_checkout, real_npz_path
 
 pytestmark = pytest.mark.slow
-STAGES = ("weights", "data_engineering", "pretraining", "phase1", "phase2", "phase3")
+STAGES = ("weights", "raw_data", "data_engineering", "pretraining", "phase1", "phase2", "phase3")
 
 
 def run(args: list[str], cwd: Path) -> str:

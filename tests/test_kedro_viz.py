@@ -1,4 +1,8 @@
-"""kedro-viz: `kedro viz build` makes a static site that a real browser renders as the pipeline graphs.
+"""kedro-viz: catalog layers and dataset previews (no browser), and `kedro viz build` makes a static
+site that a real browser renders as the pipeline graphs.
+
+Layers and previews go through kedro-viz's own models (the ones its API serialises) on the
+project's real catalog, with files written by the project's datasets under pytest's temp dir.
 
 The site is served on 127.0.0.1 by Python's http.server and loaded in Debian's headless chromium
 once per registered experiment pipeline (`?pid=<name>`); the DOM chromium dumps after the page's
@@ -8,6 +12,7 @@ namespace. Expected names come from Kedro itself (a separate process that only l
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -20,22 +25,114 @@ from functools import partial
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
+import torch
+from kedro.framework.startup import bootstrap_project
+from kedro.io import DataCatalog
+from kedro_viz.data_access.repositories.catalog import CatalogRepository
+from kedro_viz.models.flowchart.node_metadata import DataNodeMetadata
+from kedro_viz.models.flowchart.nodes import GraphNode
+from kedro_viz.services.layers import sort_layers
 from matplotlib.image import imread
 
-from project_helpers import PROJECT_ROOT
+from project_helpers import PROJECT_ROOT, load_config, project_catalog, synthetic_raw
 from dermascreen.pipeline_registry import EXPERIMENT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 KEDRO = Path(sys.executable).with_name("kedro")
 WINDOW = (1600, 1000)  # width, height of the headless window and of its screenshots
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium; .ci/run does it)"),
-]
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium; .ci/run does it)")
+# The catalog's kedro-viz layers (metadata.kedro-viz.layer), in the order of the data flow.
+LAYERS = ["raw", "intermediate", "model_input", "models", "model_output", "reporting"]
+
+
+def test_every_catalog_entry_has_a_layer_and_kedro_viz_can_order_them():
+    """kedro-viz draws layers only if every path through the pipelines keeps one order of them
+    (else it logs "circular dependency" and draws none): checked with its own sort on every
+    registered pipeline's dataset graph (datasets outside the catalog have no layer)."""
+    config = load_config("base", "catalog")
+    for name, entry in config.items():
+        layer = entry.get("metadata", {}).get("kedro-viz", {}).get("layer")
+        assert layer in LAYERS, f"{name}: kedro-viz layer {layer!r}"
+    catalog = DataCatalog.from_config(config)
+    bootstrap_project(PROJECT_ROOT)
+    from dermascreen.pipeline_registry import register_pipelines
+
+    def layer(name: str) -> str | None:
+        dataset = None if name.startswith("params:") or name == "parameters" else catalog.get(name)
+        return ((getattr(dataset, "metadata", None) or {}).get("kedro-viz") or {}).get("layer")
+
+    for pipeline_name, pipeline in register_pipelines().items():
+        graph, children = {}, {}
+        for task in pipeline.nodes:
+            children[task.name] = set(task.outputs)
+            graph[task.name] = SimpleNamespace(layer=None)
+            for dataset in task.inputs + task.outputs:
+                graph.setdefault(dataset, SimpleNamespace(layer=layer(dataset)))
+                children.setdefault(dataset, set())
+            for dataset in task.inputs:
+                children[dataset].add(task.name)
+        drawn = sort_layers(graph, children)
+        used = {node.layer for node in graph.values()} - {None}
+        assert drawn and set(drawn) == used, f"{pipeline_name}: kedro-viz cannot order the layers {sorted(used)}"
+        if pipeline_name == "__default__":
+            assert drawn == LAYERS
+
+
+def _viz_metadata(catalog, name: str) -> DataNodeMetadata:
+    """What kedro-viz's API answers for dataset ``name`` (its node's side panel)."""
+    repository = CatalogRepository()
+    repository.set_catalog(catalog)
+    node = GraphNode.create_data_node(dataset_id=name, dataset_name=name, layer=repository.get_layer_for_dataset(name),
+                                      tags=set(), dataset=catalog.get(name), modular_pipelines=set())
+    assert node.layer is not None, f"{name}: no layer"
+    return DataNodeMetadata(data_node=node)
+
+
+def test_kedro_viz_previews_each_project_dataset(tmp_path):
+    catalog = project_catalog(tmp_path)
+    figure, axes = plt.subplots(figsize=(2, 2))
+    axes.plot([0, 1], [0, 1])
+    raw = tmp_path / Path(load_config("tiny", "catalog")["dermamnist_raw"]["filepath"])
+    raw.parent.mkdir(parents=True)
+    np.savez(raw, **synthetic_raw({"train": 14, "val": 7, "test": 7}))
+    saved = {
+        "data_provenance": {"file": "dermamnist_28.npz", "md5": "0" * 32},
+        "phase3_roc": pd.DataFrame({"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0]}),
+        "data_report": "# Data <report>\n",
+        "final_report_html": "<html><body><h1>Report</h1></body></html>",
+        "data_report_samples": figure,
+        "train_set": {"images": np.zeros((3, 28, 28, 3), np.uint8), "labels": np.array([0, 1, 2])},
+        "final_model": {"config": {"arch": "CNN_v1"}, "threshold": 0.25,
+                        "state_dict": torch.nn.Linear(4, 2).state_dict()},
+    }
+    for name, data in saved.items():
+        catalog.save(name, data)
+
+    previews = {name: _viz_metadata(catalog, name) for name in [*saved, "dermamnist_raw"]}
+    types = {name: meta.preview_type for name, meta in previews.items()}
+    assert types == {"data_provenance": "JSONPreview", "phase3_roc": "TablePreview", "data_report": "HTMLPreview",
+                     "final_report_html": "HTMLPreview", "data_report_samples": "ImagePreview",
+                     "train_set": "TablePreview", "final_model": "JSONPreview", "dermamnist_raw": "TablePreview"}
+    preview = {name: meta.preview for name, meta in previews.items()}
+    assert json.loads(preview["data_provenance"]) == saved["data_provenance"]
+    assert preview["phase3_roc"]["columns"] == ["fpr", "tpr"] and preview["phase3_roc"]["data"][1] == [0.5, 0.8]
+    assert preview["data_report"] == "<pre># Data &lt;report&gt;\n</pre>"
+    assert preview["final_report_html"] == saved["final_report_html"]
+    assert base64.b64decode(preview["data_report_samples"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert preview["train_set"]["data"] == [["images", "(3, 28, 28, 3)", "uint8"], ["labels", "(3,)", "int64"]]
+    assert json.loads(preview["final_model"]) == {"config": {"arch": "CNN_v1"}, "threshold": 0.25,
+                                                  "state_dict": "2 tensors, 10 values"}
+    assert ["train_images", "(14, 28, 28, 3)", "uint8"] in preview["dermamnist_raw"]["data"]
+    assert {meta.data_node.layer for meta in previews.values()} == {"raw", "intermediate", "model_input",
+                                                                  "models", "reporting"}
 
 # What Kedro's registry holds, per pipeline, at the level kedro-viz draws by default (namespaces
 # collapsed): tasks outside any namespace, top-level namespaces, and the free inputs/outputs.
@@ -85,6 +182,7 @@ def _project_view(root: Path) -> None:
     `src/dermascreen` because Kedro requires the source dir to resolve inside the root.
     """
     (root / "src").mkdir(parents=True)
+    (root / "logs").mkdir()  # conf/logging.yml's file handler writes there
     (root / "pyproject.toml").symlink_to(PROJECT_ROOT / "pyproject.toml")
     (root / "conf").symlink_to(PROJECT_ROOT / "conf", target_is_directory=True)
     (root / "src" / "dermascreen").symlink_to(PROJECT_ROOT / "src" / "dermascreen", target_is_directory=True)
@@ -184,6 +282,8 @@ def _assert_real_screenshot(path: Path) -> None:
     assert len(colours) > 100, f"{path} looks blank: {len(colours)} distinct colours"
 
 
+@pytest.mark.browser
+@needs_browser
 def test_the_build_registers_every_experiment_pipeline(site, expected):
     main = json.loads((site / "api" / "main").read_text())
     assert {p["id"] for p in main["pipelines"]} == set(expected)
@@ -192,6 +292,8 @@ def test_the_build_registers_every_experiment_pipeline(site, expected):
         assert (site / "api" / "pipelines" / name).is_file(), f"build has no api/pipelines/{name}"
 
 
+@pytest.mark.browser
+@needs_browser
 @pytest.mark.parametrize("pipeline", EXPERIMENT)
 def test_the_browser_draws_each_pipeline_graph(pipeline, site_url, expected, tmp_path):
     want = expected[pipeline]

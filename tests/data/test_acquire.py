@@ -131,12 +131,25 @@ def test_command_before_dvc_repro_reads_dermamnist_npz(tmp_path, files, monkeypa
     dest = tmp_path / "dermamnist_28.npz"
     acquire(dest, 28, str(files["good"]))
     monkeypatch.delenv("DERMAMNIST_NPZ", raising=False)
-    assert acquire_module.main([str(dest)]) == 0 and dest.exists()
+    assert acquire_module.main([str(dest), "--drop-replaced"]) == 0 and dest.exists()
     monkeypatch.setenv("DERMAMNIST_NPZ", str(tmp_path / "nowhere.npz"))
-    assert acquire_module.main([str(dest)]) == 1 and dest.exists()
+    assert acquire_module.main([str(dest), "--drop-replaced"]) == 1 and dest.exists()
     assert "nowhere.npz, which is not a file" in capsys.readouterr().err
     monkeypatch.setenv("DERMAMNIST_NPZ", str(files["other"]))
-    assert acquire_module.main([str(dest)]) == 0 and not dest.exists()
+    assert acquire_module.main([str(dest), "--drop-replaced"]) == 0 and not dest.exists()
+
+
+def test_command_of_the_raw_data_stage_acquires_the_file(tmp_path, files, monkeypatch, capsys):
+    """dvc.yaml's raw_data stage: the file named by DERMAMNIST_NPZ, validated, at RAW_FILE."""
+    dest = tmp_path / "01_raw" / "dermamnist_28.npz"
+    monkeypatch.setenv("DERMAMNIST_NPZ", str(files["good"]))
+    assert acquire_module.main([str(dest), "--size", "28"]) == 0
+    assert dest.read_bytes() == files["good"].read_bytes()
+    monkeypatch.setenv("DERMAMNIST_NPZ", str(tmp_path / "nowhere.npz"))
+    assert acquire_module.main([str(dest), "--size", "28"]) == 1
+    assert capsys.readouterr().err.startswith("dermascreen: DERMAMNIST_NPZ points at ")
+    with pytest.raises(SystemExit):  # argparse: one mode or the other
+        acquire_module.main([str(dest)])
 
 
 def test_official_file_is_recognised_by_md5(tmp_path, local_npz, monkeypatch):

@@ -1,6 +1,8 @@
 """The final report carries provenance, configuration, threshold, intervals and the reference."""
 
 import base64
+from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from dermascreen.evaluation.bootstrap import bootstrap_intervals
 from dermascreen.evaluation.mcnemar import mcnemar_test
 from dermascreen.evaluation.thresholds import calibrate_threshold
 
+COMMITTED_HTML = Path(__file__).resolve().parents[2] / "data" / "08_reporting" / "final_report.html"
 PROVENANCE = {"path": "data/01_raw/dermamnist_28.npz", "size": 28, "md5": "a032e8b21d33ac007a130d549262064c",
               "official": False, "official_md5": "0744692d530f8e62ec473284d019b0c7", "source": "local file x"}
 REFERENCE = {"recall": 0.9158, "precision": 0.3795, "specificity": 0.636, "roc_auc": 0.877}
@@ -88,3 +91,39 @@ def test_html_is_standalone_with_embedded_png(evidence):
     first = page.split("base64,")[1].split('"')[0]
     assert base64.b64decode(first).startswith(b"\x89PNG")
     assert "<strong>" in page and "<pre>" in page and "<table>" in page
+
+
+class _References(HTMLParser):
+    """Every ``src``/``href`` of a page, and its ``<link>``/``<script>`` tags."""
+
+    def __init__(self):
+        super().__init__()
+        self.references: list[str] = []
+        self.external_tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.references += [value or "" for name, value in attrs if name in ("src", "href")]
+        if tag in ("link", "script"):
+            self.external_tags.append(tag)
+
+
+def _files_referenced(page: str) -> list[str]:
+    """What a browser would fetch besides the page: anything not a data: URI or an in-page anchor."""
+    parser = _References()
+    parser.feed(page)
+    return parser.external_tags + [ref for ref in parser.references
+                                   if not ref.startswith(("data:image/png;base64,", "#"))]
+
+
+def test_html_references_no_file(evidence):
+    page = report.render_html("Final report", report.report_sections(evidence), _figures())
+    assert _files_referenced(page) == []
+
+
+def test_committed_html_report_opens_in_a_fresh_clone():
+    """data/08_reporting/final_report.html is in git; its figures (DVC outs) must be inside it."""
+    if not COMMITTED_HTML.is_file():
+        pytest.skip(f"{COMMITTED_HTML} not generated yet (dvc repro)")
+    page = COMMITTED_HTML.read_text()
+    assert _files_referenced(page) == []
+    assert page.count('src="data:image/png;base64,') == len(report.FIGURE_CAPTIONS)

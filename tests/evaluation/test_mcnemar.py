@@ -1,4 +1,4 @@
-"""McNemar's test against scipy's exact binomial test and the chi-square by hand."""
+"""McNemar's test: discordant counts, the method switch, and its p-values by hand and against scipy."""
 
 import numpy as np
 import pytest
@@ -11,6 +11,12 @@ from dermascreen.evaluation.mcnemar import (chi_square_corrected, discordant_cou
 @pytest.mark.parametrize("b, c", [(0, 1), (3, 9), (7, 7), (12, 0), (1, 20), (40, 25)])
 def test_exact_p_value_matches_scipy_binomtest(b, c):
     assert exact_p_value(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, rel=1e-12)
+
+
+def test_exact_p_value_by_hand():
+    # Binomial(5, 1/2): P(0) = 1/32, two-sided 2/32; Binomial(2, 1/2) with b = c = 1: 1
+    assert exact_p_value(0, 5) == pytest.approx(2 / 32) and exact_p_value(1, 1) == 1.0
+    assert exact_p_value(0, 0) == 1.0
 
 
 def test_chi_square_with_continuity_by_hand():

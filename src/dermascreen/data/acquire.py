@@ -7,9 +7,11 @@ temporary name, validated, and renamed only once it passes: a refused file never
 official file is recognised by its md5 from ``medmnist.INFO``; any other file is a non-official
 copy and is reported as such.
 
-``python -m dermascreen.data.acquire RAW_FILE`` runs before ``dvc repro`` (``make all``): DVC
-cannot see ``DERMAMNIST_NPZ``, so when it names a different file than ``RAW_FILE`` the copy is
-removed and DVC reruns the stage that acquires it.
+``python -m dermascreen.data.acquire RAW_FILE --size N`` is dvc.yaml's ``raw_data`` stage, whose
+deps are the acquisition code only: changing the rest of data_engineering never acquires again.
+``python -m dermascreen.data.acquire RAW_FILE --drop-replaced`` runs before ``dvc repro``
+(``make all``): DVC cannot see ``DERMAMNIST_NPZ``, so when it names a different file than
+``RAW_FILE`` the copy is removed and DVC reruns ``raw_data``.
 """
 
 from __future__ import annotations
@@ -183,14 +185,22 @@ def drop_replaced_copy(destination: str | os.PathLike, local_file: str | None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dermascreen.data.acquire RAW_FILE``: ``drop_replaced_copy`` with ``DERMAMNIST_NPZ``."""
+    """``python -m dermascreen.data.acquire RAW_FILE (--size N | --drop-replaced)``, with ``DERMAMNIST_NPZ``."""
     parser = argparse.ArgumentParser(prog="python -m dermascreen.data.acquire",
-                                     description=drop_replaced_copy.__doc__.splitlines()[0])
+                                     description="Put DermaMNIST at RAW_FILE (dvc.yaml's raw_data stage), or drop "
+                                                 "a copy that differs from DERMAMNIST_NPZ (before dvc repro).")
     parser.add_argument("raw_file", help="the raw-data path of dvc.yaml, e.g. data/01_raw/dermamnist_28.npz")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--size", type=int, choices=SIZES, help="acquire the file at this image size")
+    mode.add_argument("--drop-replaced", action="store_true", help=drop_replaced_copy.__doc__.splitlines()[0])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="dermascreen: %(message)s")
+    local_file = os.environ.get("DERMAMNIST_NPZ")
     try:
-        drop_replaced_copy(args.raw_file, os.environ.get("DERMAMNIST_NPZ"))
+        if args.drop_replaced:
+            drop_replaced_copy(args.raw_file, local_file)
+        else:
+            acquire(args.raw_file, args.size, local_file)
     except DataAcquisitionError as error:
         print(f"dermascreen: {error}", file=sys.stderr)
         return 1

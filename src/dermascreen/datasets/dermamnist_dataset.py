@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset
+from kedro_datasets._typing import TablePreview
 
 from dermascreen.data.acquire import acquire
 from dermascreen.data.validate import read_raw_npz
+from dermascreen.datasets.npz_dataset import npz_table
 
 
 class DermaMNISTDataset(AbstractDataset[None, dict[str, Any]]):
@@ -32,6 +34,10 @@ class DermaMNISTDataset(AbstractDataset[None, dict[str, Any]]):
 
     def save(self, data: Any) -> None:
         raise NotImplementedError(f"{self._filepath} is raw input; the project never writes it")
+
+    def preview(self) -> TablePreview:
+        """The arrays of the copy at ``filepath`` (name, shape, dtype); never acquires the data."""
+        return npz_table(self._filepath)
 
     def _exists(self) -> bool:
         return self._filepath.exists()

@@ -1,20 +1,23 @@
-"""Small file datasets (JSON, text, CSV, figures) that write atomically.
+"""Small file datasets (JSON, text, CSV, figures) that write atomically, with kedro-viz previews.
 
-kedro-datasets' equivalents write in place through fsspec; a run killed mid-save would leave a
-half-written report or metrics file that DVC would then record. These write to a temporary file
-beside the target and rename it.
+kedro-datasets' equivalents write in place through fsspec. DVC never records such a half-written
+file (it removes a stage's outs before running it and saves them only when it succeeds), but a
+plain ``kedro run`` killed mid-save would leave one for the next run, a reader or kedro-viz;
+these write to a temporary file beside the target and rename it, so the previous version stays
+until the new one is complete. They also write strict JSON (NaN as ``null``) and close figures.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
-from kedro_datasets._typing import ImagePreview, JSONPreview, TablePreview
+from kedro_datasets._typing import HTMLPreview, ImagePreview, JSONPreview, TablePreview
 
 from dermascreen.io import atomic_write
 
@@ -61,6 +64,13 @@ class TextDataset(_FileDataset):
     def save(self, data: str) -> None:
         with atomic_write(self._filepath) as tmp:
             tmp.write_text(data)
+
+    def preview(self) -> HTMLPreview:
+        """An HTML file as it is; any other text (markdown) verbatim in a ``<pre>`` block."""
+        text = self._filepath.read_text()
+        if self._filepath.suffix in (".html", ".htm"):
+            return HTMLPreview(text)
+        return HTMLPreview(f"<pre>{html.escape(text)}</pre>")
 
 
 class CSVDataset(_FileDataset):

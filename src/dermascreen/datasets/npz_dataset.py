@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import TablePreview
 
 from dermascreen.io import atomic_write
 
@@ -34,8 +35,24 @@ class NpzDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
         with atomic_write(self._filepath, suffix=".npz") as tmp:
             writer(tmp, **data)
 
+    def preview(self) -> TablePreview:
+        """Each array's name, shape and dtype (read from the headers, not the data)."""
+        return npz_table(self._filepath)
+
     def _exists(self) -> bool:
         return self._filepath.exists()
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "compress": self._compress}
+
+
+def npz_table(path: Path) -> TablePreview:
+    """kedro-viz's table of the arrays in an ``.npz``: name, shape, dtype, from each ``.npy`` header."""
+    npy, rows = np.lib.format, []
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            with archive.open(member) as stream:
+                major, _ = npy.read_magic(stream)
+                shape, _, dtype = (npy.read_array_header_1_0 if major == 1 else npy.read_array_header_2_0)(stream)
+            rows.append([member.removesuffix(".npy"), str(shape), str(dtype)])
+    return TablePreview({"columns": ["array", "shape", "dtype"], "index": list(range(len(rows))), "data": rows})

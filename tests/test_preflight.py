@@ -39,7 +39,8 @@ def test_base_on_a_machine_without_its_gpu_and_weights_lists_every_problem(tmp_p
     assert f"DERMAMNIST_NPZ points at {tmp_path / 'no-such.npz'}, which is not a file" in problems
     if cuda_problem() is not None:  # this machine cannot train on CUDA: base's request is a problem too
         assert len(report.problems) == 3
-        assert ("device: cuda (phase1.training.device, phase2.training.device, pretraining.finetune.training.device, "
+        assert ("device: cuda (phase1.training.device, phase2.training.device, "
+                "pretraining.finetune.cnn.training.device, pretraining.finetune.training.device, "
                 "pretraining.shared.device): ") in problems
     else:
         assert len(report.problems) == 2

@@ -54,8 +54,11 @@ def one_step_parameters() -> dict[str, Any]:
     pretraining["shared"]["pretrain"] = {**pretraining["shared"]["pretrain"], "epochs": 1, "batch_size": 2,
                                          "warmup_epochs": 0, "max_batches": 2}  # MLO-MAE's upper levels: step 2
     pretraining["mlo_mae"]["options"]["batch_size"] = 2
-    pretraining["finetune"] = {**pretraining["finetune"], "seeds": [0],
-                               "training": {**pretraining["finetune"]["training"], **ONE_STEP, "batch_size": 2}}
+    finetune = pretraining["finetune"]
+    pretraining["finetune"] = {**finetune, "seeds": [0],
+                               "training": {**finetune["training"], **ONE_STEP, "batch_size": 2, "warmup_epochs": 0},
+                               "cnn": {**finetune["cnn"],
+                                       "training": {**finetune["cnn"]["training"], **ONE_STEP, "batch_size": 2}}}
     return params
 
 

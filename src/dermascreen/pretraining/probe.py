@@ -45,7 +45,8 @@ def probe_scores(encoder: ViTEncoder, train: dict, val: dict, normalization: dic
     x_val = encoder_features(encoder, val["images"], normalization)
     y_train, y_val = np.asarray(train["labels"]), np.asarray(val["labels"])
     probes = {
-        "knn": KNeighborsClassifier(K_NEIGHBOURS, metric="cosine", weights=_similarity_weights),
+        # fewer neighbours only when train is smaller than K (test-sized splits)
+        "knn": KNeighborsClassifier(min(K_NEIGHBOURS, len(y_train)), metric="cosine", weights=_similarity_weights),
         "linear": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)),
     }
     scores: dict[str, float] = {}

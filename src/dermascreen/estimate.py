@@ -28,6 +28,8 @@ import torch
 
 from dermascreen.data.medmnist_info import split_sizes
 from dermascreen.models import build_model
+from dermascreen.preflight import parameter_counts
+from dermascreen.profile import profile_config
 from dermascreen.training.device import autocast_context, resolve_device, resolve_precision
 
 EVAL_STEP_FRACTION = 1 / 3  # a validation batch: the forward pass of a training step
@@ -74,7 +76,7 @@ def classifier_step_seconds(config_json: str, batch_size: int, image_size: int, 
     target = resolve_device(device)
     model = build_model(json.loads(config_json)).to(target).train()
     precision = resolve_precision(target, precision)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad] or model.parameters(), 1e-4)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
     images = torch.randn(batch_size, 3, image_size, image_size, device=target)
     labels = torch.randint(0, 2, (batch_size,), device=target)
 
@@ -151,7 +153,7 @@ def jobs(parameters: Mapping[str, Any], pipelines: set[str]) -> list[Job]:
         if "phase2" in pipelines:
             phase2 = parameters["phase2"]
             # the winner is not known before phase1 ends: the grid's largest model stands for it
-            model, training = max(specs.values(), key=lambda spec: _parameter_count(spec[0]))
+            model, training = max(specs.values(), key=lambda spec: parameter_counts(spec[0], parameters)[0])
             for name in phase2["runs"]:
                 strategy = phase2["strategies"][name]
                 found.append(classifier("phase2", name, len(phase2.get("seeds", [None])),
@@ -189,11 +191,6 @@ def _pretraining_jobs(pretraining: dict, image_size: int, n_train: int, n_val: i
     return found
 
 
-def _parameter_count(model: dict) -> int:
-    with torch.device("cpu" if model["arch"] == "vit" else "meta"):
-        return sum(p.numel() for p in build_model({**model, "weights": "none"}).parameters())
-
-
 def table(found: list[Job]) -> str:
     """Markdown: each job's expected minutes, each stage's sum and the total."""
     lines = ["| stage | job | runs | epochs | s/step | expected min |", "| --- | --- | --- | --- | --- | --- |"]
@@ -215,13 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipelines", default="phase1,phase2,pretraining",
                         help="comma-separated pipelines to estimate (default: every training pipeline)")
     args = parser.parse_args(argv)
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    root = Path.cwd()
-    bootstrap_project(root)
-    with KedroSession.create(project_path=root, env=args.env) as session:
-        parameters = session.load_context().config_loader["parameters"]
+    with profile_config(args.env, Path.cwd()) as loader:
+        parameters = loader["parameters"]
     torch.manual_seed(0)
     print(f"dermascreen: expected training time of profile '{args.env}' on this machine "
           f"(calibrated now, {CALIBRATION_STEPS} steps per job):")

@@ -31,6 +31,7 @@ import torch
 
 from dermascreen.models import build_model
 from dermascreen.models.weights import needed_archs, offline_routes, problems as weights_problems
+from dermascreen.profile import profile_config
 from dermascreen.training.device import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -263,10 +264,10 @@ def checkpoint_bytes(pipeline, parameters: Mapping[str, Any]) -> int:
     for node in pipeline.nodes:
         for name in node.inputs:
             if name.startswith("params:phase1.architectures."):
-                runs.append(_parameter_counts(_lookup(parameters, name.removeprefix("params:"))["model"], parameters))
+                runs.append(parameter_counts(_lookup(parameters, name.removeprefix("params:"))["model"], parameters))
                 phases.add("phase1")
             elif name.startswith("params:phase2.strategies."):
-                total = max(_parameter_counts(phase1["architectures"][run]["model"], parameters)[0]
+                total = max(parameter_counts(phase1["architectures"][run]["model"], parameters)[0]
                             for run in phase1["runs"])
                 runs.append((total, total))
                 phases.add("phase2")
@@ -279,12 +280,12 @@ def checkpoint_bytes(pipeline, parameters: Mapping[str, Any]) -> int:
         total += len(phases) * 2 * 2 * FP32_BYTES * max(p for p, _ in runs)
     if any(pretraining.values()):
         shared, finetune = parameters["pretraining"]["shared"], parameters["pretraining"]["finetune"]
-        encoder = _parameter_counts({"arch": "vit", "num_classes": 7, **shared["encoder"]}, parameters)[0]
+        encoder = parameter_counts({"arch": "vit", "num_classes": 7, **shared["encoder"]}, parameters)[0]
         total += 2 * FP32_BYTES * encoder * (pretraining["pretrain"] + pretraining["finetune"] * len(finetune["seeds"]))
     return total
 
 
-def _parameter_counts(model: Mapping[str, Any], parameters: Mapping[str, Any]) -> tuple[int, int]:
+def parameter_counts(model: Mapping[str, Any], parameters: Mapping[str, Any]) -> tuple[int, int]:
     """(all, trainable) parameters of a model config, counted without weights (meta device where possible)."""
     config = dict(model)
     if config["arch"] == "vit":  # its architecture comes from the pretraining encoder it starts from
@@ -327,14 +328,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated pipelines to check (default: the whole experiment)")
     args = parser.parse_args(argv)
     from kedro.framework.project import pipelines
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
     from kedro.pipeline import Pipeline
 
     root = Path.cwd()
-    bootstrap_project(root)
-    with KedroSession.create(project_path=root, env=args.env) as session:
-        loader = session.load_context().config_loader  # runs the hooks that hand parameters to the grids
+    with profile_config(args.env, root) as loader:
         pipeline = sum((pipelines[name] for name in args.pipelines.split(",")), Pipeline([]))
         report = check(pipeline, loader["parameters"], loader["catalog"], root)
     print(report.text())

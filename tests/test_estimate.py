@@ -23,6 +23,17 @@ def test_every_training_job_of_the_quick_profile_is_counted_with_its_size():
     assert vit.batches_per_epoch == 55 and vit.val_batches == 8  # 7007 and 1003 images in batches of 128
     assert found[("pretraining", "mlo_mae pretraining")].batches_per_epoch == 110  # its own batch of 64
     assert found[("pretraining", "CNN reference")].count == len(finetune["seeds"])
+    assert found[("pretraining", "mae pretraining")].count == 1  # quick: one pretraining seed
+
+
+def test_pretraining_is_counted_once_per_pretraining_seed():
+    parameters = load_config("base", "parameters")
+    found = {(job.stage, job.label): job for job in jobs(parameters, {"pretraining"})}
+    seeds = len(parameters["pretraining"]["finetune"]["seeds"])
+    assert parameters["pretraining"]["shared"]["pretrain_seeds"] == [42, 43, 44]
+    assert all(found[("pretraining", f"{m} pretraining")].count == 3 for m in ("mae", "semmae", "mlo_mae"))
+    assert found[("pretraining", "ViT fine-tuning (16 encoders)")].count == 16 * seeds  # 1 + 5 methods x 3
+    assert found[("pretraining", "CNN reference")].count == seeds
 
 
 def test_the_tiny_profile_is_calibrated_on_this_machine_and_tabulated():

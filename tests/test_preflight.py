@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -82,6 +83,16 @@ def test_the_disk_estimate_grows_with_models_and_trainable_parameters():
     # at least best.pt, its DVC copy, and a state of the model, the best copy and Adam's two moments (fp32)
     assert resnet_all >= 4 * 24_000_000 * (2 + 4)
     assert checkpoint_bytes(phase3.create_pipeline(), parameters) == 0
+
+
+def test_the_disk_estimate_counts_an_encoder_per_pretraining_seed():
+    parameters = load_config("base", "parameters")
+    one = copy.deepcopy(parameters)
+    one["pretraining"]["shared"]["pretrain_seeds"] = [42]
+    seeds = len(parameters["pretraining"]["finetune"]["seeds"])
+    # per pretraining seed: 5 encoders and their 5 x seeds classifiers; the ViT's seeds once
+    assert (checkpoint_bytes(pretraining.create_pipeline(parameters=parameters), parameters)
+            * (5 + 6 * seeds) == checkpoint_bytes(pretraining.create_pipeline(parameters=one), one) * (15 + 16 * seeds))
 
 
 def test_too_little_disk_is_a_problem(tmp_path):

@@ -1,7 +1,8 @@
 """``python -m dermascreen.estimate --env quick``: the expected wall time of each training stage.
 
 Every training job the profile configures (phase1's grid, phase2's strategies and seeds, each
-method's pretraining, every fine-tuning seed, the CNN reference) is timed for a few real steps on
+method's pretraining once per pretraining seed, every fine-tuning seed of every encoder, the CNN
+reference) is timed for a few real steps on
 this machine, with its model, batch size, device and precision (the calibration), then multiplied
 by its configured size: epochs x batches of the train split, plus a validation pass per epoch
 (counted as a third of a training step per batch: a forward without backward). The estimate is an
@@ -100,7 +101,7 @@ def pretraining_step_seconds(method: str, shared_json: str, options_json: str, i
 
     shared, options = json.loads(shared_json), json.loads(options_json)
     target = resolve_device(shared["device"])
-    pretrain = {**shared["pretrain"], "seed": shared["seed"],
+    pretrain = {**shared["pretrain"], "seed": shared["pretrain_seeds"][0],
                 "precision": resolve_precision(target, shared["pretrain"]["precision"])}
     mae = build_autoencoder(shared["encoder"], shared["decoder"], pretrain["mask_ratio"],
                             pretrain["norm_pix_loss"]).to(target)
@@ -169,7 +170,7 @@ def _pretraining_jobs(pretraining: dict, image_size: int, n_train: int, n_val: i
     from dermascreen.pretraining.methods import METHODS
 
     shared, finetune = pretraining["shared"], pretraining["finetune"]
-    pretrain = shared["pretrain"]
+    pretrain, pretrain_seeds = shared["pretrain"], len(shared["pretrain_seeds"])
     found = []
     for method in METHODS:
         options = pretraining[method]["options"]
@@ -178,13 +179,16 @@ def _pretraining_jobs(pretraining: dict, image_size: int, n_train: int, n_val: i
         # on the split less its held-out part).
         batch_size = int(options.get("batch_size", pretrain["batch_size"]))
         shared_json = json.dumps(shared, sort_keys=True)
-        found.append(Job("pretraining", f"{method} pretraining", 1, int(pretrain["epochs"]),
+        found.append(Job("pretraining", f"{method} pretraining", pretrain_seeds, int(pretrain["epochs"]),
                          _batches(n_train, batch_size, pretrain.get("max_batches")), 0,
                          lambda m=method, s=shared_json, o=json.dumps(options, sort_keys=True):
                          pretraining_step_seconds(m, s, o, image_size)))
     vit = {"arch": "vit", **shared["encoder"], "num_classes": 7, "drop_path": finetune["head"]["drop_path"]}
     training = {**finetune["training"], "device": finetune["training"].get("device", shared["device"])}
-    found.append(classifier("pretraining", "ViT fine-tuning (6 encoders)", 6 * len(finetune["seeds"]), vit, training))
+    # the ViT without pretraining and one encoder per method and pretraining seed
+    encoders = 1 + len(METHODS) * pretrain_seeds
+    found.append(classifier("pretraining", f"ViT fine-tuning ({encoders} encoders)", encoders * len(finetune["seeds"]),
+                            vit, training))
     cnn = finetune["cnn"]
     found.append(classifier("pretraining", "CNN reference", len(finetune["seeds"]),
                             {**cnn["model"], "num_classes": 7}, cnn["training"]))

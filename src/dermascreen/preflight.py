@@ -255,7 +255,8 @@ def checkpoint_bytes(pipeline, parameters: Mapping[str, Any]) -> int:
     moments of every trainable parameter; the state file is rewritten through a temporary copy, so the
     largest state counts twice. Each phase also exports its winner and runner-up (DVC-cached). A
     phase2 run counts as the largest phase1 model with everything trainable (the winner is not known
-    yet). Pretraining writes one encoder per method and one classifier per fine-tuning seed, DVC-cached.
+    yet). Pretraining writes one encoder per method and pretraining seed (a ``pretrain`` node) and one
+    classifier per fine-tuning seed of every encoder (a ``finetune`` node), DVC-cached.
     """
     phase1 = parameters.get("phase1", {})
     runs: list[tuple[int, int]] = []

@@ -50,7 +50,8 @@ def one_step_parameters() -> dict[str, Any]:
         if spec["model"].get("weights") == "imagenet":
             spec["model"]["weights"] = "none"  # same architecture, no hub (tests run offline)
     pretraining = params["pretraining"]
-    pretraining["shared"] = {**pretraining["shared"], "device": "cpu", "figure_images": 2}
+    # one pretraining seed: the others run the same code (tests/pretraining runs two)
+    pretraining["shared"] = {**pretraining["shared"], "device": "cpu", "figure_images": 2, "pretrain_seeds": [42]}
     pretraining["shared"]["pretrain"] = {**pretraining["shared"]["pretrain"], "epochs": 1, "batch_size": 2,
                                          "warmup_epochs": 0, "max_batches": 2}  # MLO-MAE's upper levels: step 2
     pretraining["mlo_mae"]["options"]["batch_size"] = 2
@@ -100,7 +101,7 @@ def base(tmp_path_factory):
 def pretrained(base):
     """The whole `base` pretraining pipeline: every method pretrains and fine-tunes, then the report."""
     params, values = base
-    return run_nodes(pretraining_pipeline().nodes, dict(values), params)
+    return run_nodes(pretraining_pipeline(parameters=params).nodes, dict(values), params)
 
 
 def test_pretraining_runs_every_base_method(pretrained, base):
@@ -228,7 +229,7 @@ def test_larger_images_run_the_grids_pretraining_and_inference(size, base, tmp_p
     (freeze20,) = [node for node in phase2_grid(["Freeze20"], [0]).nodes if node.name.endswith(".train")]
     values.update(phase1_best=best, phase1_best_model=values["phase1.EffNet_v2_W5.checkpoint"])
     run_nodes([freeze20], values, params)
-    mae = [node for node in pretraining_pipeline().nodes if node.name.startswith("pretraining.mae.")]
+    mae = [node for node in pretraining_pipeline(parameters=params).nodes if node.name.startswith("pretraining.mae.")]
     run_nodes(mae, values, params)
     assert len(values["pretraining.mae.finetuned"][0]["history"]) == 1
 

@@ -105,8 +105,10 @@ def run_probabilities(runs: list[dict[str, Any]], split: dict, normalization: di
 
 
 def evaluate_runs(runs: list[dict[str, Any]], probabilities: list[np.ndarray], labels: np.ndarray) -> list[dict]:
-    """``multiclass_metrics`` of every run from its probabilities, with its seed."""
-    return [{"seed": run["seed"], **multiclass_metrics(np.asarray(labels), proba)}
+    """``multiclass_metrics`` of every run from its probabilities, with its fine-tuning seed and its
+    encoder's pretraining seed (None without pretraining)."""
+    return [{"seed": run["seed"], "pretrain_seed": run.get("pretrain_seed"),
+             **multiclass_metrics(np.asarray(labels), proba)}
             for run, proba in zip(runs, probabilities, strict=True)]
 
 

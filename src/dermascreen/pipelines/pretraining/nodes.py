@@ -19,7 +19,7 @@ from dermascreen.pretraining.finetune import (ModelBuilder, balanced_class_weigh
 from dermascreen.pretraining.mae import MaskedAutoencoder
 from dermascreen.pretraining.methods import build_autoencoder, build_pretrainer
 from dermascreen.pretraining.probe import probe_scores
-from dermascreen.pretraining.report import metrics_for_dvc, render_report, summarise
+from dermascreen.pretraining.report import metrics_for_dvc, render_report, summarise, summarise_probes
 from dermascreen.training.device import describe_hardware, hardware, resolve_device, resolve_precision
 from dermascreen.training.engines import LiveLog
 from dermascreen.training.fit import show_progress
@@ -29,33 +29,34 @@ RANDOM_MASKING = ("mae", "umae")
 RUNTIME_KEYS = ("progress", "checkpoint_every_s")
 
 
-def initial_autoencoder(shared: dict[str, Any], mask_ratio: float, norm_pix_loss: bool,
+def initial_autoencoder(shared: dict[str, Any], seed: int, mask_ratio: float, norm_pix_loss: bool,
                         device: torch.device) -> MaskedAutoencoder:
-    """The autoencoder every method starts from (seeded): its encoder is every method's epoch 0."""
-    torch.manual_seed(shared["seed"])
+    """The autoencoder every method of pretraining seed ``seed`` starts from: its encoder is their epoch 0."""
+    torch.manual_seed(seed)
     return build_autoencoder(shared["encoder"], shared["decoder"], mask_ratio, norm_pix_loss).to(device)
 
 
-def _pretrain(method: str, train_set: dict, val_set: dict, normalization: dict, shared: dict[str, Any],
-              options: dict[str, Any], source: dict[str, Any] | None) -> tuple[dict, pd.DataFrame, Figure]:
+def _pretrain(method: str, run: str, seed: int, train_set: dict, val_set: dict, normalization: dict,
+              shared: dict[str, Any], options: dict[str, Any],
+              source: dict[str, Any] | None) -> tuple[dict, pd.DataFrame, Figure]:
     device = resolve_device(shared["device"])
-    pretrain = {**shared["pretrain"], "seed": shared["seed"],
+    pretrain = {**shared["pretrain"], "seed": seed,
                 "precision": resolve_precision(device, shared["pretrain"]["precision"])}
-    mae = initial_autoencoder(shared, pretrain["mask_ratio"], pretrain["norm_pix_loss"], device)
+    mae = initial_autoencoder(shared, seed, pretrain["mask_ratio"], pretrain["norm_pix_loss"], device)
     source_encoder = None if source is None else encoder_from_checkpoint(source, "source encoder").to(device)
     trainer = build_pretrainer(method, mae, pretrain, options, train_set, normalization, source_encoder)
-    # The state of each method's run (kept by DVC between runs, see dvc.yaml): a killed run resumes.
+    # The state of each run (kept by DVC between runs, see dvc.yaml): a killed run resumes.
     settings = {"method": method, "options": options, "encoder": shared["encoder"], "decoder": shared["decoder"],
                 "pretrain": {key: value for key, value in pretrain.items() if key not in RUNTIME_KEYS}}
     history, compute = run_pretraining(trainer, train_set, normalization, epochs=pretrain["epochs"],
                                        batch_size=pretrain["batch_size"], warmup_epochs=pretrain["warmup_epochs"],
-                                       seed=shared["seed"], max_batches=pretrain["max_batches"],
+                                       seed=seed, max_batches=pretrain["max_batches"],
                                        progress=show_progress(pretrain["progress"]),
-                                       checkpoint_dir=Path(shared["state_dir"]) / method,
+                                       checkpoint_dir=Path(shared["state_dir"]) / run,
                                        checkpoint_every_s=pretrain["checkpoint_every_s"], settings=settings,
-                                       live=LiveLog(shared["dvclive_dir"], method))
+                                       live=LiveLog(shared["dvclive_dir"], run))
     figure = reconstruction_figure(trainer, val_set["images"][: shared["figure_images"]], normalization, method,
-                                   learned=method not in RANDOM_MASKING, seed=shared["seed"])
+                                   learned=method not in RANDOM_MASKING, seed=seed)
     checkpoint = encoder_checkpoint(mae.encoder, shared["encoder"], method=method, normalization=normalization,
                                     pretrain=pretrain, options=options, history=history, compute=compute,
                                     hardware=hardware(device, pretrain["precision"]))
@@ -63,26 +64,28 @@ def _pretrain(method: str, train_set: dict, val_set: dict, normalization: dict, 
 
 
 def pretrain_encoder(train_set: dict, val_set: dict, normalization: dict, method: str, shared: dict[str, Any],
-                     options: dict[str, Any]) -> tuple[dict, pd.DataFrame, Figure]:
-    """Pretrain with ``method`` (MAE, U-MAE, MLO-MAE): encoder checkpoint, history, reconstruction figure.
+                     options: dict[str, Any], *, run: str, seed: int) -> tuple[dict, pd.DataFrame, Figure]:
+    """Pretrain with ``method`` (MAE, U-MAE, MLO-MAE) from pretraining seed ``seed``: encoder checkpoint,
+    history, reconstruction figure. ``run`` names the resumable state and the DVCLive curves.
 
     ``val_set`` only supplies the few images of the figure.
     """
-    return _pretrain(method, train_set, val_set, normalization, shared, options, None)
+    return _pretrain(method, run, seed, train_set, val_set, normalization, shared, options, None)
 
 
 def pretrain_guided_encoder(train_set: dict, val_set: dict, normalization: dict, source_encoder: dict,
-                            method: str, shared: dict[str, Any],
-                            options: dict[str, Any]) -> tuple[dict, pd.DataFrame, Figure]:
-    """SemMAE / AutoMAE, whose masks come from ``source_encoder`` (the MAE run's encoder)."""
-    return _pretrain(method, train_set, val_set, normalization, shared, options, source_encoder)
+                            method: str, shared: dict[str, Any], options: dict[str, Any], *, run: str,
+                            seed: int) -> tuple[dict, pd.DataFrame, Figure]:
+    """SemMAE / AutoMAE, whose masks come from ``source_encoder`` (the MAE encoder of the same seed)."""
+    return _pretrain(method, run, seed, train_set, val_set, normalization, shared, options, source_encoder)
 
 
 def finetune_encoder(encoder: dict, train_set: dict, val_set: dict, normalization: dict, method: str,
-                     shared: dict[str, Any], finetune: dict[str, Any]) -> tuple[list[dict], dict]:
-    """Fine-tune ``encoder`` end to end once per seed; runs and their validation summary."""
+                     shared: dict[str, Any], finetune: dict[str, Any], *, run: str) -> tuple[list[dict], dict]:
+    """Fine-tune ``encoder`` end to end once per fine-tuning seed; runs and their validation summary.
+    ``run`` (the encoder's) names the resumable states."""
     build = vit_classifier(encoder, shared["encoder"], finetune["head"])
-    return _finetune(build, train_set, val_set, normalization, method, shared, finetune, finetune["training"],
+    return _finetune(build, train_set, val_set, normalization, method, run, shared, finetune, finetune["training"],
                      encoder.get("hardware"))
 
 
@@ -90,21 +93,21 @@ def finetune_from_scratch(train_set: dict, val_set: dict, normalization: dict, s
                           finetune: dict[str, Any]) -> tuple[list[dict], dict]:
     """The same ViT, recipe and budget without pretraining."""
     build = vit_classifier(None, shared["encoder"], finetune["head"])
-    return _finetune(build, train_set, val_set, normalization, "vit", shared, finetune, finetune["training"])
+    return _finetune(build, train_set, val_set, normalization, "vit", "vit", shared, finetune, finetune["training"])
 
 
 def train_supervised_reference(train_set: dict, val_set: dict, normalization: dict, shared: dict[str, Any],
                                finetune: dict[str, Any]) -> tuple[list[dict], dict]:
     """The supervised CNN reference: ``finetune.cnn``'s model and recipe, the same seeds and engine."""
     cnn = finetune["cnn"]
-    return _finetune(supervised_classifier(cnn["model"]), train_set, val_set, normalization, "cnn", shared,
+    return _finetune(supervised_classifier(cnn["model"]), train_set, val_set, normalization, "cnn", "cnn", shared,
                      finetune, cnn["training"])
 
 
-def _finetune(build: ModelBuilder, train_set: dict, val_set: dict, normalization: dict, method: str,
+def _finetune(build: ModelBuilder, train_set: dict, val_set: dict, normalization: dict, method: str, run: str,
               shared: dict[str, Any], finetune: dict[str, Any], training: dict[str, Any],
               pretraining_hardware: dict | None = None) -> tuple[list[dict], dict]:
-    state_dir = Path(shared["state_dir"]) / "finetune" / method
+    state_dir = Path(shared["state_dir"]) / "finetune" / run
     class_weights = balanced_class_weights(train_set["labels"], finetune["class_weight_power"])
     runs = finetune_runs(build, train_set, val_set, normalization, training, finetune["seeds"], method,
                          pretraining_hardware, state_dir, class_weights)
@@ -114,42 +117,53 @@ def _finetune(build: ModelBuilder, train_set: dict, val_set: dict, normalization
 
 
 def probe_encoder(encoder: dict, train_set: dict, val_set: dict, normalization: dict,
-                  shared: dict[str, Any]) -> dict[str, float]:
-    """k-NN and linear-probe scores of the frozen pretrained encoder on validation."""
+                  shared: dict[str, Any], *, seed: int) -> dict[str, float]:
+    """k-NN and linear-probe scores of the frozen pretrained encoder (of pretraining seed ``seed``) on validation."""
     device = resolve_device(shared["device"])
     return probe_scores(encoder_from_checkpoint(encoder, "pretrained encoder").to(device), train_set, val_set,
-                        normalization, shared["seed"])
+                        normalization, seed)
 
 
 def probe_initial_encoder(train_set: dict, val_set: dict, normalization: dict,
-                          shared: dict[str, Any]) -> dict[str, float]:
-    """The same probes of every method's epoch-0 encoder (the seeded initialisation, untrained)."""
+                          shared: dict[str, Any], *, seed: int) -> dict[str, float]:
+    """The same probes of the epoch-0 encoder of pretraining seed ``seed`` (the seeded initialisation
+    its methods start from, untrained)."""
     pretrain = shared["pretrain"]
-    mae = initial_autoencoder(shared, pretrain["mask_ratio"], pretrain["norm_pix_loss"],
+    mae = initial_autoencoder(shared, seed, pretrain["mask_ratio"], pretrain["norm_pix_loss"],
                               resolve_device(shared["device"]))
-    return probe_scores(mae.encoder, train_set, val_set, normalization, shared["seed"])
+    return probe_scores(mae.encoder, train_set, val_set, normalization, seed)
 
 
 def pretraining_report(test_set: dict, normalization: dict, data_provenance: dict, profile: str,
-                       shared: dict[str, Any], finetune: dict[str, Any],
+                       shared: dict[str, Any], finetune: dict[str, Any], *, members: dict[str, dict[int, str]],
                        **artifacts: Any) -> tuple[str, dict, dict]:
     """The one node that reads the test split: every fine-tuned run evaluated once, then the
-    report (markdown), ``dvc metrics`` JSON and the full per-seed test metrics.
+    report (markdown), ``dvc metrics`` JSON and the full per-run test metrics.
 
-    ``artifacts``: ``finetuned_<method>`` (runs), ``probe_<method>`` (probe scores) and
-    ``encoder_<method>`` (pretrained checkpoints) of every method.
+    ``members[method]``: ``{pretraining seed: run}`` of every pretraining method and of ``vit`` (the
+    untrained encoders). ``artifacts``: ``finetuned_<run>`` (fine-tuned runs) of every method's run, of
+    ``vit`` and ``cnn``; ``probe_<run>`` (probe scores) of every run of ``members``; ``encoder_<run>``
+    (pretrained checkpoints) of every pretraining method's run.
     """
-    finetuned = _by_method(artifacts, "finetuned_")
+    pretrained = {method: runs for method, runs in members.items() if method != "vit"}
+    finetuned = {"vit": artifacts["finetuned_vit"],
+                 **{method: [{**run, "pretrain_seed": seed} for seed, name in runs.items()
+                             for run in artifacts[f"finetuned_{name}"]] for method, runs in pretrained.items()},
+                 "cnn": artifacts["finetuned_cnn"]}
     labels = np.asarray(test_set["labels"])
     probabilities = {method: run_probabilities(runs, test_set, normalization, shared["device"])
                      for method, runs in finetuned.items()}
     per_seed = {method: evaluate_runs(finetuned[method], probabilities[method], labels) for method in finetuned}
     summaries = {method: summarise(results) for method, results in per_seed.items()}
     predicted = {method: np.stack([p.argmax(axis=1) for p in probas]) for method, probas in probabilities.items()}
+    # Pooled: every run of the method (all its pretraining x fine-tuning seeds) against every run of
+    # the ViT, so the estimate is the difference of the table's means (docs/pretraining.md).
     differences = {method: paired_difference_intervals(labels, predicted[method], predicted["vit"])
                    for method in finetuned if method != "vit"}
-    probes = _by_method(artifacts, "probe_")
-    compute = {method: _compute(runs, artifacts.get(f"encoder_{method}")) for method, runs in finetuned.items()}
+    probes = {method: summarise_probes({seed: artifacts[f"probe_{name}"] for seed, name in runs.items()})
+              for method, runs in members.items()}
+    compute = {method: _compute(runs, [artifacts[f"encoder_{name}"] for name in pretrained.get(method, {}).values()])
+               for method, runs in finetuned.items()}
     report = render_report(summaries, data_provenance, _run_info(profile, shared, finetune, finetuned),
                            differences, probes, compute)
     return report, metrics_for_dvc(summaries), {"summaries": summaries, "per_seed": per_seed,
@@ -157,18 +171,15 @@ def pretraining_report(test_set: dict, normalization: dict, data_provenance: dic
                                                 "compute": compute}
 
 
-def _by_method(artifacts: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {name.removeprefix(prefix): value for name, value in artifacts.items() if name.startswith(prefix)}
-
-
-def _compute(runs: list[dict], encoder: dict | None) -> dict[str, float | None]:
-    """Seconds spent pretraining (None without pretraining) and fine-tuning (all seeds), and the
-    encoder tokens of a pretraining step (every ViT encoder the method runs, frozen ones included)."""
+def _compute(runs: list[dict], encoders: list[dict]) -> dict[str, float | None]:
+    """Seconds spent pretraining (every pretraining seed; None without pretraining) and fine-tuning (all
+    runs), and the encoder tokens of a pretraining step (every ViT encoder the method runs, frozen ones
+    included; the same for every seed)."""
     finetuning = sum(row["train_time_s"] + row["val_time_s"] for run in runs for row in run["history"])
-    if encoder is None:
+    if not encoders:
         return {"pretraining_s": None, "encoder_tokens_per_step": None, "finetuning_s": finetuning}
-    return {"pretraining_s": encoder["compute"]["seconds"],
-            "encoder_tokens_per_step": encoder["compute"]["encoder_tokens_per_step"], "finetuning_s": finetuning}
+    return {"pretraining_s": sum(encoder["compute"]["seconds"] for encoder in encoders),
+            "encoder_tokens_per_step": encoders[0]["compute"]["encoder_tokens_per_step"], "finetuning_s": finetuning}
 
 
 def _recipe(training: dict[str, Any]) -> str:
@@ -189,6 +200,7 @@ def _run_info(profile: str, shared: dict[str, Any], finetune: dict[str, Any],
         "command": f"kedro run --pipelines pretraining --env {profile}",
         "profile": profile,
         "seeds": finetune["seeds"],
+        "pretrain_seeds": shared["pretrain_seeds"],
         "pretraining": f"{pretrain['epochs']} epochs, batch {pretrain['batch_size']}, mask ratio "
                        f"{pretrain['mask_ratio']}, ViT {encoder}",
         "finetune": f"{training['epochs']} epochs max (patience {training['patience']}, monitor "

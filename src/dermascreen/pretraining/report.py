@@ -125,9 +125,9 @@ def render_report(summaries: dict[str, dict[str, Any]], provenance: dict[str, An
                      + " |")
     lines += ["", "## Compute", "",
               "Wall-clock seconds on this run's hardware, summed over a method's pretraining seeds and runs, "
-              "and a pretraining step's encoder tokens (every "
-              "ViT encoder pass, frozen ones included) relative to MAE's. SemMAE and AutoMAE also need "
-              "the MAE run whose encoder guides their masks: their total is theirs plus MAE's.", "",
+              "and a pretraining step's encoder tokens (every ViT encoder pass, frozen ones included) "
+              "relative to MAE's. SemMAE and AutoMAE also need the MAE runs (of the same pretraining seeds) "
+              "whose encoders guide their masks: their total is theirs plus MAE's.", "",
               "| Method | pretraining, all seeds (s) | encoder tokens per step (x MAE) | fine-tuning, all runs (s) |",
               "| --- | --- | --- | --- |"]
     mae_tokens = (compute.get("mae") or {}).get("encoder_tokens_per_step")

@@ -16,7 +16,7 @@ endif
 # The out of dvc.yaml's raw_data stage (its size from the same globals file).
 RAW_NPZ := data/01_raw/dermamnist_$(shell sed -n 's/^image_size: *//p' conf/base/globals.yml).npz
 
-.PHONY: all setup lock test repro viz bench gpu-check clean-venv
+.PHONY: all setup lock test grid repro viz bench gpu-check clean-venv
 
 all: repro
 
@@ -46,12 +46,18 @@ lock:
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
+# params.yaml's grids (phase<n>_runs: one dvc.yaml stage per run) from the configuration of its
+# profile, or of PROFILE=...: after editing a grid's configuration in conf/, before `dvc repro`.
+grid: setup
+	$(BIN)/python -m dermascreen.grid $${PROFILE:+--env $$PROFILE}
+
 # The whole experiment through DVC: profile `base` with a CUDA GPU, `quick` without (README).
 # PROFILE=... overrides; a profile other than params.yaml's runs as a DVC experiment.
 # First the ImageNet weights are fetched where a hub can be reached (offline, the preflight says
 # how to provide them), then the preflight check lists every problem at once and stops the run
-# in seconds when it cannot succeed (docs/training.md), and the expected training time of each
-# stage is printed (python -m dermascreen.estimate: a few real steps of every job, times its size).
+# in seconds when it cannot succeed (docs/training.md), params.yaml gets the profile's grids (one DVC
+# stage per phase1/phase2 run: `make grid`), and the expected training time of each stage is
+# printed (python -m dermascreen.estimate: a few real steps of every job, times its size).
 # DVC cannot see DERMAMNIST_NPZ: a raw copy that differs from it is dropped first, so DVC reruns
 # raw_data (and what follows) with the new file (docs/data.md). At the end: the quick targets, the measured
 # values and the published anchors (python -m dermascreen.targets, docs/results.md).
@@ -63,6 +69,7 @@ repro: setup
 	export PATH=$(abspath $(BIN)):$$PATH; \
 	dermascreen-weights fetch --profile $$profile || true; \
 	python -m dermascreen.preflight --env $$profile || exit 1; \
+	python -m dermascreen.grid --env $$profile || exit 1; \
 	python -m dermascreen.estimate --env $$profile || echo "dermascreen: no time estimate (see the error above)"; \
 	start=$$(date +%s); \
 	if [ "$$profile" = "$$current" ]; then dvc repro || exit 1; else dvc exp run --set-param profile=$$profile || exit 1; fi; \

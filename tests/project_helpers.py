@@ -99,7 +99,8 @@ def command_env(**extra: str) -> dict[str, str]:
 
 def project_checkout(root: Path, profile: str = "tiny") -> Path:
     """A fresh git checkout of the working tree (tracked and untracked-not-ignored files, no data
-    and no dvc.lock) in ``root``, with ``params.yaml`` on ``profile``; returns ``root``."""
+    and no dvc.lock) in ``root``, with ``params.yaml`` on ``profile`` and its grids (``python -m
+    dermascreen.grid``); returns ``root``."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT_ROOT,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, files):
@@ -109,6 +110,8 @@ def project_checkout(root: Path, profile: str = "tiny") -> Path:
             shutil.copy2(source, root / name)
     (root / "dvc.lock").unlink(missing_ok=True)
     (root / "params.yaml").write_text(f"profile: {profile}\n")
+    subprocess.run([sys.executable, "-m", "dermascreen.grid"], cwd=root, env=command_env(), check=True,
+                   capture_output=True)
     for args in (["git", "init", "-q"], ["git", "add", "-A"],
                  ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "checkout"]):
         subprocess.run(args, cwd=root, check=True)

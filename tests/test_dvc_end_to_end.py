@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -51,7 +52,7 @@ def test_repro_from_a_clean_checkout_runs_every_stage(repo, first_repro):
     # tiny trains CNNs only: the weights stage needs no download and writes an empty manifest
     assert json.loads((repo / "data" / "01_raw" / "weights" / "manifest.json").read_text()) == {"weights": []}
     assert (repo / "data" / "08_reporting" / "final_report.html").is_file()
-    assert (repo / "data" / "06_models" / "phase2" / "best.pt").is_file()
+    assert (repo / "data" / "06_models" / "phase2_best.pt").is_file()
 
 
 def test_second_repro_does_nothing_and_status_is_clean(repo, first_repro):
@@ -70,7 +71,7 @@ def test_metrics_show_the_final_test_metrics(repo, first_repro):
 def test_push_and_pull_round_trip_data_and_models(repo, first_repro, tmp_path):
     run(["dvc", "remote", "add", "-f", "-d", "scratch", str(tmp_path / "remote")], repo)
     run(["dvc", "push"], repo)
-    model = repo / "data" / "06_models" / "phase2" / "best.pt"
+    model = repo / "data" / "06_models" / "phase2_best.pt"
     expected = model.read_bytes()
     shutil.rmtree(repo / "data" / "06_models")
     shutil.rmtree(repo / ".dvc" / "cache")
@@ -82,27 +83,36 @@ def test_push_and_pull_round_trip_data_and_models(repo, first_repro, tmp_path):
 def test_changing_a_phase2_parameter_reruns_phase2_and_phase3_only(repo, first_repro):
     overrides = repo / "conf" / "tiny" / "parameters_phase2.yml"
     overrides.write_text(overrides.read_text() + "  strategies:\n    LowLR: {lr: 0.0002}\n")
-    assert ran(run(["dvc", "repro"], repo)) == {"phase2", "phase3"}
+    run([sys.executable, "-m", "dermascreen.grid"], repo)  # params.yaml: LowLR's runs changed
+    output = run(["dvc", "repro"], repo)
+    assert ran(output) == {"phase2", "phase3"}
+    assert {line for line in output.splitlines() if line.startswith("Running stage 'phase2_run@")} == {
+        f"Running stage 'phase2_run@LowLR_seed{seed}':" for seed in (42, 43)}  # tiny's seeds
     assert "up to date" in run(["dvc", "status"], repo)
 
 
 def test_experiment_with_a_changed_parameter_is_compared_with_the_baseline(repo, first_repro):
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "baseline"], repo)
-    output = run(["dvc", "exp", "run", "-n", "lowlr3", "-S",
-                  "conf/tiny/parameters_phase2.yml:phase2.strategies.LowLR.lr=0.0003"], repo)
+    # a grid parameter: conf/, then params.yaml's grid (`-S` on conf/ alone stops at the grid check)
+    overrides = repo / "conf" / "tiny" / "parameters_phase2.yml"
+    overrides.write_text(overrides.read_text().replace("{lr: 0.0002}", "{lr: 0.0003}"))
+    run([sys.executable, "-m", "dermascreen.grid"], repo)
+    output = run(["dvc", "exp", "run", "-n", "lowlr3"], repo)
     assert ran(output) == {"phase2", "phase3"}
     table = run(["dvc", "exp", "show", "--csv"], repo)
     assert "lowlr3" in table and "phase2.strategies.LowLR.lr" in table and "test_recall" in table
     # DVCLive: every run's last epoch in `dvc exp show`, its learning curves in `dvc plots diff`
     experiment = find_named(json.loads(run(["dvc", "exp", "show", "--json"], repo)), "lowlr3")
-    live = experiment["data"]["metrics"]["dvclive/phase2/metrics.json"]["data"]
+    metrics = experiment["data"]["metrics"]
     runs = {f"{strategy}_seed{seed}" for strategy in ("Freeze10", "LowLR") for seed in (42, 43)}  # tiny's seeds
-    assert set(live) == runs and 0.0 <= live["LowLR_seed42"]["val_roc_auc"] <= 1.0
+    live = {run: metrics[f"dvclive/phase2/{run}/metrics.json"]["data"][run] for run in runs}
+    assert 0.0 <= live["LowLR_seed42"]["val_roc_auc"] <= 1.0
     assert live["LowLR_seed42"]["epoch"] == len(pd.read_csv(repo / "data/07_model_output/phase2/LowLR_seed42/history.csv"))
-    assert set(experiment["data"]["metrics"]["dvclive/phase1/metrics.json"]["data"]) == {"CNN_v1_W0", "CNN_v1_W3"}
+    assert {name for name in metrics if name.startswith("dvclive/phase1/")} == {
+        f"dvclive/phase1/{run}/metrics.json" for run in ("CNN_v1_W0", "CNN_v1_W3")}
     plots = json.loads(run(["dvc", "plots", "diff", "HEAD", "lowlr3", "--json"], repo))["data"]
-    curve = "dvclive/phase2/plots/metrics/LowLR_seed42/val_loss.tsv"
+    curve = "dvclive/phase2/LowLR_seed42/plots/metrics/LowLR_seed42/val_loss.tsv"
     revisions = {point["rev"] for plot in plots[curve] for point in plot["content"]["data"]["values"]}
     assert revisions == {"HEAD", "lowlr3"}
 

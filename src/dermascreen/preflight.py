@@ -71,7 +71,7 @@ def check(pipeline, parameters: Mapping[str, Any], catalog: Mapping[str, Any],
     inputs = {name for node in pipeline.nodes for name in node.inputs}
     used = sorted(name.removeprefix("params:") for name in inputs if name.startswith("params:"))
     _check_devices(report, {path: device for name in used
-                            for path, device in _device_keys(_lookup(parameters, name), name)})
+                            for path, device in _device_keys(lookup(parameters, name), name)})
     _check_weights(report, parameters, [name for name in used if name.startswith("phase1.architectures.")])
     if "dermamnist_raw" in inputs:
         _check_data(report, catalog["dermamnist_raw"])
@@ -199,7 +199,7 @@ def supports_capability(arch_list: list[str], major: int, minor: int) -> bool:
 def _check_weights(report: Report, parameters: Mapping[str, Any], architectures: list[str]) -> None:
     """The weights files of the phase1 runs that load ImageNet weights (phase2 starts from phase1's
     checkpoints and needs none)."""
-    archs = needed_archs(_lookup(parameters, name)["model"] for name in architectures)
+    archs = needed_archs(lookup(parameters, name)["model"] for name in architectures)
     if not archs:
         return
     directory = parameters["weights_dir"]
@@ -265,7 +265,7 @@ def checkpoint_bytes(pipeline, parameters: Mapping[str, Any]) -> int:
     for node in pipeline.nodes:
         for name in node.inputs:
             if name.startswith("params:phase1.architectures."):
-                runs.append(parameter_counts(_lookup(parameters, name.removeprefix("params:"))["model"], parameters))
+                runs.append(parameter_counts(lookup(parameters, name.removeprefix("params:"))["model"], parameters))
                 phases.add("phase1")
             elif name.startswith("params:phase2.strategies."):
                 total = max(parameter_counts(phase1["architectures"][run]["model"], parameters)[0]
@@ -313,7 +313,7 @@ def _check_disk(report: Report, needed: int, root: Path) -> None:
         report.facts.append(f"disk: {line}")
 
 
-def _lookup(parameters: Mapping[str, Any], dotted: str) -> Any:
+def lookup(parameters: Mapping[str, Any], dotted: str) -> Any:
     value: Any = parameters
     for key in dotted.split("."):
         value = value[key]

@@ -54,7 +54,7 @@ def test_phase1_writes_every_run_and_the_selection(project):
         assert (data / "06_models" / "phase1" / run / "best.pt").is_file()
         history = pd.read_csv(data / "07_model_output" / "phase1" / run / "history.csv")
         assert history["epoch"].tolist() == [1, 2]
-    best = json.loads((data / "07_model_output" / "phase1" / "best.json").read_text())
+    best = json.loads((data / "07_model_output" / "phase1_best.json").read_text())
     assert best["run"] == board.loc[board["rank"] == 1, "run"].item()
     markdown = (data / "08_reporting" / "phase1" / "leaderboard.md").read_text()
     assert "phase1 --env tiny" in markdown

@@ -47,7 +47,8 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     pretraining encoder that ``model.weights: <method>`` names (``pretraining.<method>.encoder``).
     The model's ``image_size`` is the side of the training images (the profile's ``image_size``).
     ``weights_dir``: the ImageNet weights directory that ``model.weights: imagenet`` reads.
-    ``dvclive_dir``: the DVCLive directory of the grid, where the run logs its epochs (``LiveLog``).
+    ``dvclive_dir``: the grid's DVCLive folder; the run logs its epochs in a DVCLive directory of its
+    own, ``<dvclive_dir>/<run>`` (``LiveLog``), an out of its DVC stage ``<phase>_run@<run>`` alone.
     """
     model_config = {**spec["model"], "num_classes": 2, "image_size": data_image_size(spec, train_set)}
     if encoder is not None:  # the encoder's architecture, so that the saved config rebuilds the model
@@ -65,7 +66,7 @@ def train_run(train_set: dict, val_set: dict, normalization: dict, class_weights
     weights = class_weights[spec["class_weights"]]
     result = fit(model, train_set, val_set, config, weights, normalization, label_key="binary",
                  checkpoint_dir=str(Path(state_dir) / spec["run"]), model_config=model_config,
-                 live=None if dvclive_dir is None else LiveLog(dvclive_dir, spec["run"]))
+                 live=None if dvclive_dir is None else LiveLog(Path(dvclive_dir) / spec["run"], spec["run"]))
     checkpoint = {
         "run": spec["run"],
         # Rebuilding needs no download: the state dict holds every weight.

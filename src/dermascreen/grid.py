@@ -1,0 +1,124 @@
+"""``python -m dermascreen.grid``: the runs of the phase1 and phase2 grids, written into params.yaml
+for dvc.yaml's run stages (docs/training.md, "Scaling").
+
+dvc.yaml trains each grid run in a stage of its own, ``phase<n>_run@<run>`` (``foreach`` over
+``phase<n>_runs`` in params.yaml), so that workers train runs side by side and DVC skips the runs
+already done. DVC cannot build a grid itself (runs x class weights, strategies x seeds, the profile's
+overrides), so this command writes it from the profile's Kedro configuration: each run with a
+fingerprint of the parameters its nodes read. The fingerprint is the run stage's only params
+dependency, so a change to one run's configuration reruns that run alone. ``--check`` (the
+``phase<n>`` selection stages run it first) fails with the fix when params.yaml's grid is not the
+configuration's. ``make grid`` writes the grid of params.yaml's profile; ``make all`` writes it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dermascreen.preflight import lookup
+from dermascreen.profile import profile_config
+
+PHASES = ("phase1", "phase2")
+PARAMS_FILE = "params.yaml"
+# Everything params.yaml holds from this line on is written by this command.
+MARKER = "# Written by `python -m dermascreen.grid` (make grid) from the profile's configuration: edit conf/, not this."
+EXPLANATION = """\
+# The runs of the phase1 and phase2 grids, one DVC stage each (`phase<n>_run@<run>` in dvc.yaml), with a
+# fingerprint of the parameters each run reads; the `phase<n>` stages fail while this differs from conf/."""
+
+
+def fingerprint(values: Mapping[str, Any]) -> str:
+    """12 hex digits of the sha256 of the values as canonical JSON."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def grid_runs(pipeline, parameters: Mapping[str, Any], phase: str) -> dict[str, str]:
+    """``{run: fingerprint}`` of the runs of a grid pipeline (namespaces ``<phase>.<run>``); the
+    fingerprint covers the run's name and the value of every ``params:`` input of its nodes."""
+    read: dict[str, dict[str, Any]] = {}
+    for node in pipeline.nodes:
+        if node.namespace and node.namespace.startswith(f"{phase}."):
+            names = [name.removeprefix("params:") for name in node.inputs if name.startswith("params:")]
+            read.setdefault(node.namespace.removeprefix(f"{phase}."), {}).update(
+                {name: lookup(parameters, name) for name in names})
+    return {run: fingerprint({"run": run, "parameters": values}) for run, values in sorted(read.items())}
+
+
+def configured_grids(env: str, root: Path) -> dict[str, dict[str, str]]:
+    """``{"phase1_runs": {run: fingerprint}, "phase2_runs": ...}`` of profile ``env``: the pipelines
+    ``kedro run --env <env>`` builds, so the runs are exactly the ones it would train."""
+    with profile_config(env, root) as loader:
+        from kedro.framework.project import pipelines  # filled by the session profile_config opened
+
+        parameters = loader["parameters"]
+        return {f"{phase}_runs": grid_runs(pipelines[phase], parameters, phase) for phase in PHASES}
+
+
+def read_params(path: Path) -> dict:
+    if not path.is_file():
+        raise SystemExit(f"dermascreen: {path} is missing; it holds the profile dvc.yaml runs (profile: quick)")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def write_grids(path: Path, grids: dict[str, dict[str, str]]) -> None:
+    """params.yaml with its grids replaced: the text before ``MARKER`` is kept as it is."""
+    kept = path.read_text().split(MARKER)[0].rstrip("\n")
+    body = yaml.safe_dump(grids, sort_keys=False, default_flow_style=False)
+    path.write_text(f"{kept}\n{MARKER}\n{EXPLANATION}\n{body}")
+
+
+def differences(written: Mapping[str, Any], expected: dict[str, dict[str, str]]) -> list[str]:
+    """What params.yaml's grids lack, have in excess or have with another configuration."""
+    found = []
+    for key, runs in expected.items():
+        have = written.get(key) or {}
+        if not isinstance(have, dict):
+            have = {}
+        for run in sorted(set(runs) - set(have)):
+            found.append(f"{key}: {run} is configured but missing")
+        for run in sorted(set(have) - set(runs)):
+            found.append(f"{key}: {run} is not in the configuration")
+        for run in sorted(set(runs) & set(have)):
+            if have[run] != runs[run]:
+                found.append(f"{key}: {run}'s configuration changed (fingerprint {have[run]}, now {runs[run]})")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dermascreen.grid", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", help="profile (Kedro environment); default: params.yaml's `profile`")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; fail when params.yaml's grids differ from the profile's configuration")
+    args = parser.parse_args(argv)
+    root = Path.cwd()
+    path = root / PARAMS_FILE
+    written = read_params(path)
+    env = args.env or written.get("profile")
+    if not env:
+        raise SystemExit(f"dermascreen: {path} has no `profile` and no --env was given")
+    grids = configured_grids(env, root)
+    if not args.check:
+        write_grids(path, grids)
+        print(f"dermascreen: {PARAMS_FILE}: " + ", ".join(f"{len(runs)} {key}" for key, runs in grids.items())
+              + f" of profile '{env}'")
+        return 0
+    found = differences(written, grids)
+    if found:
+        print(f"dermascreen: {PARAMS_FILE}'s grids are not those of conf/ for profile '{env}':\n"
+              + "\n".join(f"  - {line}" for line in found)
+              + f"\nWrite them with `make grid` (python -m dermascreen.grid --env {env}), then `dvc repro` again; "
+                "commit params.yaml with the configuration.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,9 @@
 Needs ``kedro run --pipelines data_engineering --env quick`` first (data/05_model_input/). Trains
 with ``fit`` (selecting the epoch with the best validation ROC AUC, no specificity guard), prints
 each epoch's validation ROC AUC and time, then the best epoch's validation ROC AUC and
-specificity at recall 0.90, with and without test-time flips. Never reads test.
+specificity at recall 0.90, with and without test-time flips, and for a model trained on the 7
+classes (``supervision: labels``) its 7-class validation accuracy and balanced accuracy. Never
+reads test.
 
     PYTHONPATH=src .venv/bin/python benchmarks/binary_run.py MODEL_JSON TRAINING_JSON [THREADS] [W0|W3|W5]
 """
@@ -16,9 +18,10 @@ import time
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 
 from dermascreen.models import build_model
+from dermascreen.models.supervision import SummedClasses
 from dermascreen.training import fit, predict_proba
 
 DEFAULTS = {"epochs": 15, "patience": 100, "monitor": "roc_auc", "min_specificity": 0.0, "device": "cpu",
@@ -54,6 +57,10 @@ def main() -> None:
     print(f"best_epoch {result.best_epoch} val_roc_auc {roc_auc_score(y, plain):.4f} "
           f"val_spec@recall0.9 {specificity_at_recall(y, plain):.3f} | with flips {roc_auc_score(y, flips):.4f} "
           f"{specificity_at_recall(y, flips):.3f} | {(time.time() - start) / 60:.1f} min")
+    if isinstance(model, SummedClasses):
+        predicted = predict_proba(model.net, val["images"], normalization, device="cpu").argmax(axis=1)
+        print(f"7-class val_accuracy {np.mean(predicted == val['labels']):.4f} "
+              f"val_balanced_accuracy {balanced_accuracy_score(val['labels'], predicted):.4f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ overrides), so this command writes it from the profile's Kedro configuration: ea
 fingerprint of the parameters its nodes read. The fingerprint is the run stage's only params
 dependency, so a change to one run's configuration reruns that run alone. ``--check`` (the
 ``phase<n>`` selection stages run it first) fails with the fix when params.yaml's grid is not the
-configuration's. ``make grid`` writes the grid of params.yaml's profile; ``make all`` writes it too.
+configuration's, and every run stage checks its own run before its first node (``check_run_stage``,
+called by the preflight hook when DVC started the run), so a run never trains a configuration other
+than the one DVC records for it. ``make grid`` writes the grid of params.yaml's profile; ``make all``
+writes it too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from dermascreen.errors import UserError
 from dermascreen.preflight import lookup
 from dermascreen.profile import profile_config
 
@@ -36,8 +40,9 @@ EXPLANATION = """\
 
 
 def fingerprint(values: Mapping[str, Any]) -> str:
-    """12 hex digits of the sha256 of the values as canonical JSON."""
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+    """``fp`` and 12 hex digits of the sha256 of the values as canonical JSON (the prefix keeps YAML
+    from reading digits such as ``123e45678901`` as a number)."""
+    return "fp" + hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def grid_runs(pipeline, parameters: Mapping[str, Any], phase: str) -> dict[str, str]:
@@ -73,6 +78,26 @@ def write_grids(path: Path, grids: dict[str, dict[str, str]]) -> None:
     kept = path.read_text().split(MARKER)[0].rstrip("\n")
     body = yaml.safe_dump(grids, sort_keys=False, default_flow_style=False)
     path.write_text(f"{kept}\n{MARKER}\n{EXPLANATION}\n{body}")
+
+
+class GridError(UserError):
+    """A grid run stage's configuration is not the one params.yaml records for it."""
+
+
+def check_run_stage(stage: str, pipeline, parameters: Mapping[str, Any], params_file: Path) -> None:
+    """Raise ``GridError`` when DVC stage ``stage`` (``phase<n>_run@<run>``, DVC's ``DVC_STAGE``)
+    is about to train a configuration other than the fingerprint params.yaml records for it: conf/
+    was edited without ``make grid``, and DVC would file the new result under the old key."""
+    name, _, run = stage.partition("@")
+    phase = name.removesuffix("_run")
+    if phase not in PHASES or not run or name == phase:
+        return
+    recorded = (read_params(params_file).get(f"{phase}_runs") or {}).get(run)
+    configured = grid_runs(pipeline, parameters, phase).get(run)
+    if recorded != configured:
+        raise GridError(f"{params_file}: DVC stage {stage} records {phase}_runs.{run}: {recorded}, but conf/ now "
+                         f"gives {configured}; write the grid with `make grid` (python -m dermascreen.grid), "
+                         "then `dvc repro` again")
 
 
 def differences(written: Mapping[str, Any], expected: dict[str, dict[str, str]]) -> list[str]:

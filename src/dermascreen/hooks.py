@@ -3,13 +3,14 @@
 import logging
 import os
 import sys
+from pathlib import Path
 
 import ignite.distributed as idist
 import torch
 from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
 
-from dermascreen import preflight
+from dermascreen import grid, preflight
 from dermascreen.errors import find_user_error
 from dermascreen.pipelines import active_config
 
@@ -55,7 +56,9 @@ def _shorten_user_errors(excepthook):
 
 class PreflightHook:
     """Checks, before the first node, what the nodes about to run need (``dermascreen.preflight``),
-    and stops the run with every problem listed when it cannot succeed."""
+    and stops the run with every problem listed when it cannot succeed. Started by DVC as a grid run
+    stage (``DVC_STAGE``), it also checks that the run's configuration is the one params.yaml
+    records for the stage (``grid.check_run_stage``)."""
 
     def __init__(self) -> None:
         self._config_loader = None
@@ -66,7 +69,11 @@ class PreflightHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
-        preflight.ensure(pipeline, self._config_loader["parameters"], self._config_loader["catalog"])
+        parameters = self._config_loader["parameters"]
+        stage = os.environ.get("DVC_STAGE")
+        if stage:
+            grid.check_run_stage(stage, pipeline, parameters, Path(os.environ.get("DVC_ROOT", ".")) / grid.PARAMS_FILE)
+        preflight.ensure(pipeline, parameters, self._config_loader["catalog"])
 
 
 class DistributedHook:

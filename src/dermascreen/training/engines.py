@@ -215,8 +215,8 @@ class History:
 
 
 class LiveLog:
-    """Per-epoch metrics of one run in a DVCLive directory that a pipeline's runs share
-    (``dvc exp show``, ``dvc plots diff``): DVCLive's ``Live.log_metric`` writes each curve,
+    """Per-epoch metrics of one run in a DVCLive directory (a grid run's own, or one that the
+    pretraining methods share; ``dvc exp show``, ``dvc plots diff``): DVCLive's ``Live.log_metric`` writes each curve,
     ``plots/metrics/<run>/<key>.tsv`` (step = epoch), and ``metrics.json`` holds
     ``{run: {key: value of the last epoch}}``.
 

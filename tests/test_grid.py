@@ -1,0 +1,49 @@
+"""`python -m dermascreen.grid`: the grids params.yaml holds for dvc.yaml's run stages, and the check
+each run stage makes before training (process-level: test_dvc_grid_workers.py)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from dermascreen import grid
+from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
+from project_helpers import PROJECT_ROOT, load_config
+
+PARAMETERS = load_config("tiny", "parameters")
+
+
+def tiny_phase1():
+    phase1 = PARAMETERS["phase1"]
+    return phase1_grid(phase1["runs"], phase1["class_weights"], phase1["architectures"])
+
+
+def params_file(tmp_path, runs: dict[str, str]):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"profile": "tiny", "phase1_runs": runs}))
+    return path
+
+
+def test_the_committed_params_yaml_holds_its_profiles_grids(monkeypatch):
+    monkeypatch.chdir(PROJECT_ROOT)
+    assert (PROJECT_ROOT / "params.yaml").is_file()
+    assert grid.main(["--check"]) == 0
+
+
+def test_fingerprints_stay_strings_in_yaml_and_follow_the_configuration():
+    runs = grid.grid_runs(tiny_phase1(), PARAMETERS, "phase1")
+    assert set(runs) == {"CNN_v1_W0", "CNN_v1_W3"}
+    assert yaml.safe_load(yaml.safe_dump(runs)) == runs and all(v.startswith("fp") for v in runs.values())
+    changed = {**PARAMETERS, "phase1": {**PARAMETERS["phase1"], "class_weights": ["W0", "W3"],
+                                        "training": {**PARAMETERS["phase1"]["training"], "epochs": 99}}}
+    assert grid.grid_runs(tiny_phase1(), changed, "phase1") != runs
+
+
+def test_a_run_stage_trains_only_the_configuration_params_yaml_records(tmp_path):
+    pipe = tiny_phase1().only_nodes_with_namespaces(["phase1.CNN_v1_W3"])
+    runs = grid.grid_runs(tiny_phase1(), PARAMETERS, "phase1")
+    grid.check_run_stage("phase1_run@CNN_v1_W3", pipe, PARAMETERS, params_file(tmp_path, runs))
+    grid.check_run_stage("data_engineering", pipe, PARAMETERS, tmp_path / "absent.yaml")  # not a run stage
+    stale = params_file(tmp_path, {**runs, "CNN_v1_W3": "fp000000000000"})
+    with pytest.raises(grid.GridError, match=r"phase1_run@CNN_v1_W3.*make grid"):
+        grid.check_run_stage("phase1_run@CNN_v1_W3", pipe, PARAMETERS, stale)

@@ -54,22 +54,31 @@ def interrupted(args: list[str], root: Path, sig: signal.Signals, log: Path,
     file and the output."""
     before = set((root / state_dir).glob("*/training_state.pt"))
     with log.open("w") as out:
+        # Its own group: a Ctrl-C reaches dvc and kedro. SIGINT as a terminal delivers it: a shell
+        # starts background jobs (`pytest ... &`, `make test &`) with SIGINT ignored, every process
+        # under them inherits that, and a run that ignores the signal ends as if never sent.
         process = subprocess.Popen(args, cwd=root, env=environment(root), stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # its own group: a Ctrl-C reaches dvc and kedro
+                                   start_new_session=True, preexec_fn=default_sigint)
         try:
             deadline = time.monotonic() + 300
             while not (new := set((root / state_dir).glob("*/training_state.pt")) - before):
                 assert process.poll() is None, f"{' '.join(args)} ended before a new checkpoint:\n{log.read_text()}"
                 assert time.monotonic() < deadline, "no new checkpoint within 300 s"
                 time.sleep(0.01)
+            assert process.poll() is None, f"{' '.join(args)} ended before the signal:\n{log.read_text()}"
             os.killpg(process.pid, sig)
             process.wait(timeout=120)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-    assert process.returncode != 0
+    assert process.returncode != 0, f"{' '.join(args)} ended normally after {sig.name}:\n{log.read_text()[-3000:]}"
     return new.pop().relative_to(root), log.read_text()
+
+
+def default_sigint() -> None:
+    """In the child before it starts: SIGINT's default action, whatever the test runner inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def results(root: Path) -> dict:

@@ -83,11 +83,12 @@ def test_push_and_pull_round_trip_data_and_models(repo, first_repro, tmp_path):
 def test_experiment_with_a_changed_phase2_parameter_reruns_phase2_and_phase3_only(repo, first_repro):
     """One rerun of phase2 and phase3 (the slowest step after the first repro) for both claims:
     `dvc exp run -S` writes the changed value into the parameters file, then reproduces; the
-    experiment is then compared with the baseline."""
+    experiment is then compared with the baseline. `++`, as in the README: tiny's file, like quick's,
+    has no `lr` for LowLR, and a plain `-S` refuses a key the file does not have."""
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "baseline"], repo)
     output = run(["dvc", "exp", "run", "-n", "lowlr3", "-S",
-                  "conf/tiny/parameters_phase2.yml:phase2.strategies.LowLR.lr=0.0003"], repo)
+                  "conf/tiny/parameters_phase2.yml:++phase2.strategies.LowLR.lr=0.0003"], repo)
     assert ran(output) == {"phase2", "phase3"}
     overrides = yaml.safe_load((repo / "conf" / "tiny" / "parameters_phase2.yml").read_text())
     assert overrides["phase2"]["strategies"]["LowLR"]["lr"] == 0.0003

@@ -11,6 +11,7 @@ project costs seconds of imports. The same for a pretraining method (MAE's node,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -54,22 +55,35 @@ def interrupted(args: list[str], root: Path, sig: signal.Signals, log: Path,
     file and the output."""
     before = set((root / state_dir).glob("*/training_state.pt"))
     with log.open("w") as out:
+        # Its own group: a Ctrl-C reaches dvc and kedro. SIGINT as a terminal delivers it: a shell
+        # starts background jobs (`pytest ... &`, `make test &`) with SIGINT ignored, every process
+        # under them inherits that, and a run that ignores the signal ends as if never sent.
         process = subprocess.Popen(args, cwd=root, env=environment(root), stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # its own group: a Ctrl-C reaches dvc and kedro
+                                   start_new_session=True, preexec_fn=default_sigint)
         try:
             deadline = time.monotonic() + 300
             while not (new := set((root / state_dir).glob("*/training_state.pt")) - before):
                 assert process.poll() is None, f"{' '.join(args)} ended before a new checkpoint:\n{log.read_text()}"
                 assert time.monotonic() < deadline, "no new checkpoint within 300 s"
                 time.sleep(0.01)
+            assert process.poll() is None, f"{' '.join(args)} ended before the signal:\n{log.read_text()}"
             os.killpg(process.pid, sig)
             process.wait(timeout=120)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-    assert process.returncode != 0
+    assert process.returncode != 0, f"{' '.join(args)} ended normally after {sig.name}:\n{log.read_text()[-3000:]}"
     return new.pop().relative_to(root), log.read_text()
+
+
+def default_sigint() -> None:
+    """In the child before it starts: SIGINT's default action, whatever the test runner inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stages_run(log: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", log)
 
 
 def results(root: Path) -> dict:
@@ -112,9 +126,17 @@ def project(tmp_path_factory) -> Path:
 
 def test_killed_and_interrupted_runs_resume_and_end_as_an_uninterrupted_run(project, tmp_path):
     # The model input and the uninterrupted run in one start; not through dvc, whose run cache would
-    # later restore these outputs instead of training. DVC records the model input as its stage's.
-    run(["kedro", "run", "--env", "tiny", "--pipelines", "data_engineering,phase1"], project)
-    run(["dvc", "commit", "--force", "data_engineering"], project)
+    # later restore these outputs instead of training. Meanwhile the `weights` stage, phase1's other
+    # upstream stage, on the other core. DVC records the data file and the model input as the
+    # outputs of their stages: `dvc repro phase1` below runs phase1 alone.
+    with (tmp_path / "weights.log").open("w") as out:
+        weights = subprocess.Popen(["dvc", "repro", "weights"], cwd=project, env=environment(project), stdout=out,
+                                   stderr=subprocess.STDOUT)
+        try:
+            run(["kedro", "run", "--env", "tiny", "--pipelines", "data_engineering,phase1"], project)
+        finally:
+            assert weights.wait(timeout=600) == 0, (tmp_path / "weights.log").read_text()
+    run(["dvc", "commit", "--force", "raw_data", "data_engineering"], project)
     uninterrupted = results(project)
     clean(project)
 
@@ -124,11 +146,12 @@ def test_killed_and_interrupted_runs_resume_and_end_as_an_uninterrupted_run(proj
 
     # `dvc repro` resumes that run, finishes it, and is interrupted (Ctrl-C) in the second run's second epoch
     second, log = interrupted(DVC_REPRO, project, signal.SIGINT, tmp_path / "dvc.log")
-    assert f"resuming from {first} after epoch 1" in log and "Running stage 'data_engineering'" not in log
+    assert f"resuming from {first} after epoch 1" in log and stages_run(log) == ["phase1"]
     assert log.count("epoch 1: train_loss") == 1 and log.count("epoch 2: train_loss") == 1  # 2nd of 1st, 1st of 2nd
 
     # `dvc repro` again: the first run is over, the second resumes; the end is the uninterrupted run's
     log = run(DVC_REPRO, project)
+    assert stages_run(log) == ["phase1"]
     assert f"{first}: the run is over (max_epochs)" in log and f"resuming from {second} after epoch 1" in log
     assert results(project) == uninterrupted
 

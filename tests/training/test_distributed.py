@@ -30,12 +30,24 @@ def _train_on_rank(local_rank: int, out_dir: str) -> None:
                 "history": history}, Path(out_dir) / f"rank{idist.get_rank()}.pt")
 
 
-@pytest.mark.slow
-def test_two_gloo_processes_end_with_identical_weights(tmp_path):
-    with idist.Parallel(backend="gloo", nproc_per_node=2, init_method=f"file://{tmp_path / 'rendezvous'}") as parallel:
-        parallel.run(_train_on_rank, str(tmp_path))
+def _both_fits_on_rank(local_rank: int, out_dir: str) -> None:
+    """Both trainings of the two tests below in one pair of processes (each start costs seconds of imports)."""
+    _train_on_rank(local_rank, out_dir)
+    _plain_fit_on_rank(local_rank, out_dir)
 
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> Path:
+    """The folder where two gloo processes wrote what ``_train_on_rank`` and ``_plain_fit_on_rank`` save."""
+    out = tmp_path_factory.mktemp("two_processes")
+    with idist.Parallel(backend="gloo", nproc_per_node=2, init_method=f"file://{out / 'rendezvous'}") as parallel:
+        parallel.run(_both_fits_on_rank, str(out))
+    return out
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_end_with_identical_weights(two_processes):
+    ranks = [torch.load(two_processes / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["history"] == ranks[1]["history"]  # same metrics, so the same early-stopping decisions
     assert len(ranks[0]["history"]) == 2
@@ -63,12 +75,10 @@ def _plain_fit_on_rank(local_rank: int, out_dir: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_train_what_one_process_trains(tmp_path):
+def test_two_processes_train_what_one_process_trains(two_processes):
     """The global batch of step k holds the same images on 1 or 2 processes, and DDP averages the
     two halves' gradients: without BatchNorm, dropout or class weights, the same model up to float sums."""
-    with idist.Parallel(backend="gloo", nproc_per_node=2, init_method=f"file://{tmp_path / 'rendezvous'}") as parallel:
-        parallel.run(_plain_fit_on_rank, str(tmp_path))
-    parallel = torch.load(tmp_path / "parallel.pt", weights_only=True)
+    parallel = torch.load(two_processes / "parallel.pt", weights_only=True)
     model = plain_net()
     serial = fit(model, toy_split(96, seed=0), toy_split(48, seed=1), {**BASE_CONFIG, "epochs": 2}, None, NORMALIZATION)
     for name, tensor in model.state_dict().items():

@@ -42,9 +42,10 @@ lock:
 		--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" \
 		$(if $(UPGRADE),--upgrade) -o requirements.lock
 
-# Tests never touch a model hub.
+# Tests never touch a model hub. One worker per core (pytest-xdist), a test file's tests on one
+# worker (module fixtures are built once); every test runs torch on one thread (tests/conftest.py).
 test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/pytest
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -n auto --dist loadfile
 
 # params.yaml's grids (phase<n>_runs: one dvc.yaml stage per run) from the configuration of its
 # profile, or of PROFILE=...: after editing a grid's configuration in conf/, before `dvc repro`.

@@ -97,6 +97,13 @@ def command_env(**extra: str) -> dict[str, str]:
             "OMP_NUM_THREADS": "1", **extra}
 
 
+def write_grid(root: Path) -> None:
+    """params.yaml's grids from the configuration in ``root``/conf (`make grid`): after a test
+    edits a grid's configuration, or DVC's run stages refuse the changed runs."""
+    subprocess.run([sys.executable, "-m", "dermascreen.grid"], cwd=root, env=command_env(), check=True,
+                   capture_output=True)
+
+
 def project_checkout(root: Path, profile: str = "tiny") -> Path:
     """A fresh git checkout of the working tree (tracked and untracked-not-ignored files, no data
     and no dvc.lock) in ``root``, with ``params.yaml`` on ``profile`` and its grids (``python -m
@@ -110,8 +117,7 @@ def project_checkout(root: Path, profile: str = "tiny") -> Path:
             shutil.copy2(source, root / name)
     (root / "dvc.lock").unlink(missing_ok=True)
     (root / "params.yaml").write_text(f"profile: {profile}\n")
-    subprocess.run([sys.executable, "-m", "dermascreen.grid"], cwd=root, env=command_env(), check=True,
-                   capture_output=True)
+    write_grid(root)
     for args in (["git", "init", "-q"], ["git", "add", "-A"],
                  ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "checkout"]):
         subprocess.run(args, cwd=root, check=True)

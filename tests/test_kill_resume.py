@@ -1,8 +1,9 @@
 """Training killed for real and started again loses nothing.
 
 In a temporary checkout on the tiny profile (state saved every epoch, epochs of about a second):
-`kedro run` killed with SIGKILL in the middle of an epoch after its first checkpoint, then `dvc
-repro` interrupted with SIGINT (Ctrl-C) at the same point of the next run, then `dvc repro` again:
+a grid run's `kedro run` (the command of its DVC stage) killed with SIGKILL in the middle of an
+epoch after its first checkpoint, then `dvc repro` of that stage; `dvc repro phase1` interrupted
+with SIGINT (Ctrl-C) at the same point of the other run's stage, then `dvc repro phase1` again:
 each start resumes from the last checkpoint, and the end has exactly the metrics and weights of an
 uninterrupted run (CPU, same seed). One chain rather than two tests: each start of the tiny
 project costs seconds of imports. The same for a pretraining method (MAE's node, killed with SIGKILL).
@@ -24,10 +25,10 @@ import pytest
 import torch
 import yaml
 
-from project_helpers import project_checkout, real_npz_path
+from project_helpers import project_checkout, real_npz_path, write_grid
 
 pytestmark = pytest.mark.slow
-PHASE1 = ["kedro", "run", "--env", "tiny", "--pipelines", "phase1"]  # the command of dvc.yaml's stage
+PHASE1 = ["kedro", "run", "--env", "tiny", "--pipelines", "phase1"]
 DVC_REPRO = ["dvc", "repro", "phase1"]
 STATE_DIR = Path("data/06_models/phase1_state")
 OUTPUTS = ("data/06_models/phase1", "data/07_model_output/phase1", "data/08_reporting/phase1",
@@ -83,7 +84,7 @@ def default_sigint() -> None:
 
 
 def stages_run(log: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", log)
+    return re.findall(r"Running stage '([\w@]+)'", log)
 
 
 def results(root: Path) -> dict:
@@ -121,6 +122,7 @@ def project(tmp_path_factory) -> Path:
     assert config["binary_training"]["checkpoint_every_s"] == 0  # a state after every epoch
     config["binary_training"].update(max_train_batches=100, epochs=2, patience=2)
     overrides.write_text(yaml.safe_dump(config))
+    write_grid(root)  # the run stages' fingerprints of the shorter epochs
     return root
 
 
@@ -140,19 +142,25 @@ def test_killed_and_interrupted_runs_resume_and_end_as_an_uninterrupted_run(proj
     uninterrupted = results(project)
     clean(project)
 
-    # `kedro run` killed (SIGKILL) in the second epoch of the grid's first run
-    first, log = interrupted(PHASE1, project, signal.SIGKILL, tmp_path / "kedro.log")
+    # A grid run's `kedro run` (its DVC stage's command) killed (SIGKILL) in its second epoch
+    grid = yaml.safe_load((project / "params.yaml").read_text())["phase1_runs"]
+    first_run, second_run = (f"phase1_run@{name}" for name in grid)
+    first, log = interrupted(PHASE1 + ["--namespaces", f"phase1.{first_run.split('@')[1]}"], project,
+                             signal.SIGKILL, tmp_path / "kedro.log")
     assert log.count("epoch 1: train_loss") == 1 and "epoch 2: train_loss" not in log
 
-    # `dvc repro` resumes that run, finishes it, and is interrupted (Ctrl-C) in the second run's second epoch
-    second, log = interrupted(DVC_REPRO, project, signal.SIGINT, tmp_path / "dvc.log")
-    assert f"resuming from {first} after epoch 1" in log and stages_run(log) == ["phase1"]
-    assert log.count("epoch 1: train_loss") == 1 and log.count("epoch 2: train_loss") == 1  # 2nd of 1st, 1st of 2nd
+    # `dvc repro` of its stage resumes it and finishes it
+    log = run(["dvc", "repro", first_run], project)
+    assert f"resuming from {first} after epoch 1" in log and stages_run(log) == [first_run]
 
-    # `dvc repro` again: the first run is over, the second resumes; the end is the uninterrupted run's
+    # `dvc repro phase1` trains the other run and is interrupted (Ctrl-C) in its second epoch
+    second, log = interrupted(DVC_REPRO, project, signal.SIGINT, tmp_path / "dvc.log")
+    assert second.parent.name == second_run.split("@")[1] and stages_run(log) == [second_run]
+    assert log.count("epoch 1: train_loss") == 1 and "epoch 2: train_loss" not in log
+
+    # `dvc repro phase1` again: the second run resumes, then the selection; the end is the uninterrupted run's
     log = run(DVC_REPRO, project)
-    assert stages_run(log) == ["phase1"]
-    assert f"{first}: the run is over (max_epochs)" in log and f"resuming from {second} after epoch 1" in log
+    assert stages_run(log) == [second_run, "phase1"] and f"resuming from {second} after epoch 1" in log
     assert results(project) == uninterrupted
 
 

@@ -14,6 +14,7 @@ COMMAND runs as it is.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -33,8 +34,13 @@ def gpus(environ: dict[str, str]) -> list[str]:
         return [entry.strip() for entry in visible.split(",") if entry.strip()]
     if shutil.which("nvidia-smi") is None:
         return []
-    listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                            capture_output=True, text=True, timeout=30)
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        # A hung driver: the command runs unpinned, and its preflight check says what torch sees.
+        print("dermascreen: nvidia-smi did not answer within 30 s; no GPU pinned", file=sys.stderr, flush=True)
+        return []
     return listed.stdout.split() if listed.returncode == 0 else []
 
 
@@ -42,17 +48,30 @@ def lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / "dermascreen-gpus"
 
 
+def lock_file(directory: Path, gpu: str) -> Path:
+    # MIG devices of older drivers are named MIG-GPU-<uuid>/<gi>/<ci>: no '/' in a file name.
+    return directory / f"{gpu.replace('/', '_')}.lock"
+
+
 def acquire(candidates: list[str], directory: Path) -> tuple[int, str]:
     """An open descriptor holding the lock of the first free GPU, and that GPU; waits for one."""
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.is_dir():
+        directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):  # another user's workers share the GPUs: sticky, like /tmp
+            directory.chmod(0o1777)
+    waiting = False
     while True:
         for gpu in candidates:
-            fd = os.open(directory / f"{gpu}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
+            fd = os.open(lock_file(directory, gpu), os.O_RDONLY | os.O_CREAT, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return fd, gpu
             except BlockingIOError:
                 os.close(fd)
+        if not waiting:
+            print(f"dermascreen: every GPU ({','.join(candidates)}) is held by another run; waiting for one",
+                  file=sys.stderr, flush=True)
+            waiting = True
         time.sleep(WAIT_S)
 
 

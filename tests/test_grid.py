@@ -47,3 +47,15 @@ def test_a_run_stage_trains_only_the_configuration_params_yaml_records(tmp_path)
     stale = params_file(tmp_path, {**runs, "CNN_v1_W3": "fp000000000000"})
     with pytest.raises(grid.GridError, match=r"phase1_run@CNN_v1_W3.*make grid"):
         grid.check_run_stage("phase1_run@CNN_v1_W3", pipe, PARAMETERS, stale)
+
+
+def test_writing_replaces_the_grids_even_without_the_marker(tmp_path):
+    """The text above the marker stays; a grid left there (marker deleted) is replaced, not doubled."""
+    path = tmp_path / "params.yaml"
+    path.write_text("# the profile\nprofile: tiny\nphase1_runs:\n  old_W0: fp000000000000\nother: 1\n")
+    grids = {"phase1_runs": {"CNN_v1_W0": "fp111111111111"}, "phase2_runs": {"LowLR_seed42": "fp222222222222"}}
+    grid.write_grids(path, grids)
+    grid.write_grids(path, grids)  # idempotent
+    text = path.read_text()
+    assert yaml.safe_load(text) == {"profile": "tiny", "other": 1, **grids}
+    assert text.startswith("# the profile\nprofile: tiny\nother: 1\n") and text.count(grid.MARKER) == 1

@@ -73,9 +73,21 @@ def read_params(path: Path) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def without_grids(text: str) -> str:
+    """``text`` without its top-level grid keys and their blocks: a grid written by hand, or left
+    above a deleted ``MARKER``, would otherwise appear twice."""
+    kept, skipping = [], False
+    for line in text.splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            skipping = line.split(":")[0] in {f"{phase}_runs" for phase in PHASES}
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept)
+
+
 def write_grids(path: Path, grids: dict[str, dict[str, str]]) -> None:
-    """params.yaml with its grids replaced: the text before ``MARKER`` is kept as it is."""
-    kept = path.read_text().split(MARKER)[0].rstrip("\n")
+    """params.yaml with its grids replaced: the text before ``MARKER`` is kept, grid keys aside."""
+    kept = without_grids(path.read_text().split(MARKER)[0]).rstrip("\n")
     body = yaml.safe_dump(grids, sort_keys=False, default_flow_style=False)
     path.write_text(f"{kept}\n{MARKER}\n{EXPLANATION}\n{body}")
 

@@ -143,9 +143,9 @@ def test_killed_and_interrupted_runs_resume_and_end_as_an_uninterrupted_run(proj
     clean(project)
 
     # A grid run's `kedro run` (its DVC stage's command) killed (SIGKILL) in its second epoch
-    grid = yaml.safe_load((project / "params.yaml").read_text())["phase1_runs"]
-    first_run, second_run = (f"phase1_run@{name}" for name in grid)
-    first, log = interrupted(PHASE1 + ["--namespaces", f"phase1.{first_run.split('@')[1]}"], project,
+    first_name, second_name = yaml.safe_load((project / "params.yaml").read_text())["phase1_runs"]
+    first_run, second_run = f"phase1_run@{first_name}", f"phase1_run@{second_name}"
+    first, log = interrupted(PHASE1 + ["--namespaces", f"phase1.{first_name}"], project,
                              signal.SIGKILL, tmp_path / "kedro.log")
     assert log.count("epoch 1: train_loss") == 1 and "epoch 2: train_loss" not in log
 
@@ -155,7 +155,7 @@ def test_killed_and_interrupted_runs_resume_and_end_as_an_uninterrupted_run(proj
 
     # `dvc repro phase1` trains the other run and is interrupted (Ctrl-C) in its second epoch
     second, log = interrupted(DVC_REPRO, project, signal.SIGINT, tmp_path / "dvc.log")
-    assert second.parent.name == second_run.split("@")[1] and stages_run(log) == [second_run]
+    assert second.parent.name == second_name and stages_run(log) == [second_run]
     assert log.count("epoch 1: train_loss") == 1 and "epoch 2: train_loss" not in log
 
     # `dvc repro phase1` again: the second run resumes, then the selection; the end is the uninterrupted run's

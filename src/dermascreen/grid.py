@@ -31,6 +31,7 @@ from dermascreen.preflight import lookup
 from dermascreen.profile import profile_config
 
 PHASES = ("phase1", "phase2")
+GRID_KEYS = {f"{phase}_runs" for phase in PHASES}  # params.yaml's keys this command writes
 PARAMS_FILE = "params.yaml"
 # Everything params.yaml holds from this line on is written by this command.
 MARKER = "# Written by `python -m dermascreen.grid` (make grid) from the profile's configuration: edit conf/, not this."
@@ -79,7 +80,7 @@ def without_grids(text: str) -> str:
     kept, skipping = [], False
     for line in text.splitlines():
         if line and not line[0].isspace() and not line.startswith("#"):
-            skipping = line.split(":")[0] in {f"{phase}_runs" for phase in PHASES}
+            skipping = line.split(":")[0] in GRID_KEYS
         if not skipping:
             kept.append(line)
     return "\n".join(kept)

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from dermascreen.training.device import resolve_precision
 from project_helpers import benchmark_module
 
 gpu_check = benchmark_module("gpu_check")
@@ -27,7 +28,8 @@ def test_quick_cpu_run_runs_the_cuda_tests_then_times_an_epoch(tmp_path, capfd):
     assert "needs a CUDA GPU and torch sees none" in capfd.readouterr().out  # pytest, a subprocess
     (row,) = report["epochs"]
     assert row["arch"] == "cnn" and row["run"] == "CNN_v3" and row["lr"] == 0.0005
-    assert row["precision"] == "fp32" and row["peak_memory_mib"] is None  # base `auto` on the CPU
+    # base asks for `auto`: bf16 on a CPU with AMX, fp32 on others
+    assert row["precision"] == resolve_precision(torch.device("cpu"), "auto") and row["peak_memory_mib"] is None
     assert row["train_images"] == row["batch_size"] == gpu_check.QUICK_BATCH
     assert row["train_images_per_s"] > 0 and row["val_s"] > 0
     assert not list(tmp_path.glob("*.xml"))

@@ -40,9 +40,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    finetune = OmegaConfigLoader(str(ROOT / "conf"), env=args.env,
-                                 **settings.CONFIG_LOADER_ARGS)["parameters"]["pretraining"]
-    shared, finetune = finetune["shared"], finetune["finetune"]
+    params = OmegaConfigLoader(str(ROOT / "conf"), env=args.env,
+                               **settings.CONFIG_LOADER_ARGS)["parameters"]["pretraining"]
+    shared, finetune = params["shared"], params["finetune"]
     if args.model == "vit":
         build, training = vit_classifier(None, shared["encoder"], finetune["head"]), finetune["training"]
     else:

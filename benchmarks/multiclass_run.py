@@ -8,7 +8,7 @@ profile's, then prints each epoch's validation accuracy, balanced accuracy and t
 and the epoch the recipe's ``monitor`` keeps. Never reads test.
 
     PYTHONPATH=src .venv/bin/python benchmarks/multiclass_run.py --model vit --epochs 10 \
-        --class-weight-power 0.25 [--env quick] [--seed 0] [--threads 2]
+        --class-weight-power 0.25 [--env quick] [--seed 0] [--threads 2] [--widths 32 64 128]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--env", default="quick")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--widths", type=int, nargs="+", help="--model cnn: stage widths replacing the profile's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = OmegaConfigLoader(str(ROOT / "conf"), env=args.env,
@@ -46,7 +47,8 @@ def main() -> None:
     if args.model == "vit":
         build, training = vit_classifier(None, shared["encoder"], finetune["head"]), finetune["training"]
     else:
-        build = supervised_classifier(finetune["cnn"]["model"])
+        model = finetune["cnn"]["model"]
+        build = supervised_classifier({**model, "widths": args.widths} if args.widths else model)
         training = finetune["cnn"]["training"]
     training = {**training, "epochs": args.epochs, "patience": args.epochs, "progress": False}
     train, val = (dict(np.load(MODEL_INPUT / f"{split}.npz")) for split in ("train", "val"))

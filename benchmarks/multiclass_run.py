@@ -1,14 +1,14 @@
 """One 7-class fine-tuning run of the pretraining comparison, to choose its budget on validation.
 
 Needs ``kedro run --pipelines data_engineering --env quick`` first (data/05_model_input/). Trains
-the ViT from scratch (``--model vit``) or the CNN reference (``--model cnn``) with the profile's
-``pretraining.finetune`` recipe (conf/<env>, soft-merged over base) through the same
-``finetune_runs`` as the pipeline, with ``--epochs`` and ``--class-weight-power`` replacing the
+the ViT from scratch or from a pretrained encoder (``--model vit [--encoder PATH]``), or the CNN
+reference (``--model cnn [--widths ...]``), with the profile's ``pretraining.finetune`` recipe
+(conf/<env>, soft-merged over base) through the same ``finetune_runs`` as the pipeline, with ``--epochs`` and ``--class-weight-power`` replacing the
 profile's, then prints each epoch's validation accuracy, balanced accuracy and training seconds,
 and the epoch the recipe's ``monitor`` keeps. Never reads test.
 
     PYTHONPATH=src .venv/bin/python benchmarks/multiclass_run.py --model vit --epochs 10 \
-        --class-weight-power 0.25 [--env quick] [--seed 0] [--threads 2] [--widths 32 64 128]
+        --class-weight-power 0.25 [--env quick] [--seed 0] [--threads 2] [--encoder PATH | --widths 32 64 128]
 """
 
 from __future__ import annotations
@@ -39,13 +39,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--widths", type=int, nargs="+", help="--model cnn: stage widths replacing the profile's")
+    parser.add_argument("--encoder", type=Path, help="--model vit: a pretrained encoder checkpoint "
+                        "(data/06_models/pretraining/<method>/encoder.pt) instead of no pretraining")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = OmegaConfigLoader(str(ROOT / "conf"), env=args.env,
                                **settings.CONFIG_LOADER_ARGS)["parameters"]["pretraining"]
     shared, finetune = params["shared"], params["finetune"]
     if args.model == "vit":
-        build, training = vit_classifier(None, shared["encoder"], finetune["head"]), finetune["training"]
+        encoder = torch.load(args.encoder, map_location="cpu", weights_only=True) if args.encoder else None
+        build, training = vit_classifier(encoder, shared["encoder"], finetune["head"]), finetune["training"]
     else:
         model = finetune["cnn"]["model"]
         build = supervised_classifier({**model, "widths": args.widths} if args.widths else model)

@@ -3,9 +3,10 @@
 Needs ``kedro run --pipelines data_engineering --env quick`` first (data/05_model_input/). Trains
 the ViT from scratch or from a pretrained encoder (``--model vit [--encoder PATH]``), or the CNN
 reference (``--model cnn [--widths ...]``), with the profile's ``pretraining.finetune`` recipe
-(conf/<env>, soft-merged over base) through the same ``finetune_runs`` as the pipeline, with ``--epochs`` and ``--class-weight-power`` replacing the
-profile's, then prints each epoch's validation accuracy, balanced accuracy and training seconds,
-and the epoch the recipe's ``monitor`` keeps. Never reads test.
+(conf/<env>, soft-merged over base) through the same ``finetune_runs`` as the pipeline, with
+``--epochs`` and ``--class-weight-power`` replacing the profile's, then prints each epoch's
+validation accuracy, balanced accuracy and training seconds, and the epoch the recipe's
+``monitor`` keeps. Never reads test.
 
     PYTHONPATH=src .venv/bin/python benchmarks/multiclass_run.py --model vit --epochs 10 \
         --class-weight-power 0.25 [--env quick] [--seed 0] [--threads 2] [--encoder PATH | --widths 32 64 128]

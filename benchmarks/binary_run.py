@@ -4,10 +4,11 @@ Needs ``kedro run --pipelines data_engineering --env quick`` first (data/05_mode
 with ``fit`` (selecting the epoch with the best validation ROC AUC, no specificity guard), prints
 each epoch's validation ROC AUC and time, then the best epoch's validation ROC AUC and
 specificity at recall 0.90, with and without test-time flips, and for a model trained on the 7
-classes (``supervision: labels``) its 7-class validation accuracy and balanced accuracy. Never
-reads test.
+classes (``supervision: labels``) its 7-class validation accuracy and balanced accuracy. With
+several SEEDS (each the initialisation and training seed of one run; default 42, the grid's), the
+runs one after the other, then the validation ROC AUC of their mean probability. Never reads test.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/binary_run.py MODEL_JSON TRAINING_JSON [THREADS] [W0|W3|W5]
+    PYTHONPATH=src .venv/bin/python benchmarks/binary_run.py MODEL_JSON TRAINING_JSON [THREADS] [W0|W3|W5] [SEEDS]
 """
 
 from __future__ import annotations
@@ -38,15 +39,26 @@ def main() -> None:
     model_config, training = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
     weighting = sys.argv[4] if len(sys.argv) > 4 else "W0"
+    seeds = [int(seed) for seed in sys.argv[5].split(",")] if len(sys.argv) > 5 else [42]
     train, val = (dict(np.load(f"data/05_model_input/{split}.npz")) for split in ("train", "val"))
     with open("data/05_model_input/normalization.json") as f:
         normalization = json.load(f)
     with open("data/05_model_input/class_weights.json") as f:
         weights = json.load(f)[weighting]
-    torch.manual_seed(42)
+    scores = [train_one(model_config, {**DEFAULTS, **training, "seed": seed}, train, val, normalization, weights)
+              for seed in seeds]
+    if len(seeds) > 1:
+        print(f"ensemble of seeds {seeds} (mean probability): val_roc_auc "
+              f"{roc_auc_score(val['binary'], np.mean(scores, axis=0)):.4f}")
+
+
+def train_one(model_config: dict, config: dict, train: dict, val: dict, normalization: dict,
+              weights: list[float]) -> np.ndarray:
+    """One run (initialisation and training seed ``config["seed"]``); its validation p(malignant)."""
+    torch.manual_seed(config["seed"])
     model = build_model({**model_config, "num_classes": 2})
     start = time.time()
-    result = fit(model, train, val, {**DEFAULTS, **training}, weights, normalization, label_key="binary")
+    result = fit(model, train, val, config, weights, normalization, label_key="binary")
     for row in result.history:
         print(f"epoch {row['epoch']:2d} val_roc_auc {row['val_roc_auc']:.4f} train {row['train_time_s']:.0f}s")
     y = val["binary"]
@@ -54,14 +66,14 @@ def main() -> None:
     flips = np.mean([plain] + [predict_proba(model, np.ascontiguousarray(val["images"][:, ::dy, ::dx]),
                                              normalization, device="cpu")[:, 1] for dy, dx in ((1, -1), (-1, 1))],
                     axis=0)
-    print(f"best_epoch {result.best_epoch} val_roc_auc {roc_auc_score(y, plain):.4f} "
+    print(f"seed {config['seed']} best_epoch {result.best_epoch} val_roc_auc {roc_auc_score(y, plain):.4f} "
           f"val_spec@recall0.9 {specificity_at_recall(y, plain):.3f} | with flips {roc_auc_score(y, flips):.4f} "
           f"{specificity_at_recall(y, flips):.3f} | {(time.time() - start) / 60:.1f} min")
     if isinstance(model, SummedClasses):
         predicted = predict_proba(model.net, val["images"], normalization, device="cpu").argmax(axis=1)
         print(f"7-class val_accuracy {np.mean(predicted == val['labels']):.4f} "
               f"val_balanced_accuracy {balanced_accuracy_score(val['labels'], predicted):.4f}")
-
+    return plain
 
 if __name__ == "__main__":
     main()

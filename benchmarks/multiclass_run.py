@@ -24,6 +24,7 @@ import torch
 from kedro.config import OmegaConfigLoader
 
 from dermascreen import settings
+from dermascreen.datasets.torch_dataset import TorchDataset
 from dermascreen.pretraining.finetune import (balanced_class_weights, finetune_runs, supervised_classifier,
                                               vit_classifier)
 
@@ -48,7 +49,7 @@ def main() -> None:
                                **settings.CONFIG_LOADER_ARGS)["parameters"]["pretraining"]
     shared, finetune = params["shared"], params["finetune"]
     if args.model == "vit":
-        encoder = torch.load(args.encoder, map_location="cpu", weights_only=True) if args.encoder else None
+        encoder = TorchDataset(str(args.encoder)).load() if args.encoder else None  # the pipeline's loader
         build, training = vit_classifier(encoder, shared["encoder"], finetune["head"]), finetune["training"]
     else:
         model = finetune["cnn"]["model"]

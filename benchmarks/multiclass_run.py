@@ -4,13 +4,13 @@ Needs ``kedro run --pipelines data_engineering --env quick`` first (data/05_mode
 the ViT from scratch or from a pretrained encoder (``--model vit [--encoder PATH]``), or the CNN
 reference (``--model cnn [--widths ...]``), with the profile's ``pretraining.finetune`` recipe
 (conf/<env>, soft-merged over base) through the same ``finetune_runs`` as the pipeline, with
-``--epochs``, ``--class-weight-power`` (and ``--precision``) replacing the profile's, then prints
+``--epochs``, ``--class-weight-power`` (and ``--precision``, ``--training``) replacing the profile's, then prints
 each epoch's validation accuracy, balanced accuracy and training seconds, and the epoch the
 recipe's ``monitor`` keeps. Never reads test.
 
     PYTHONPATH=src .venv/bin/python benchmarks/multiclass_run.py --model vit --epochs 10 \
         --class-weight-power 0.25 [--env quick] [--seed 0] [--threads 2] [--precision bf16]
-        [--encoder PATH | --widths 32 64 128]
+        [--encoder PATH | --widths 32 64 128] [--training '{"augment": {"hflip": true}}']
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="replacing the profile's")
     parser.add_argument("--widths", type=int, nargs="+", help="--model cnn: stage widths replacing the profile's")
+    parser.add_argument("--training", type=json.loads, default={},
+                        help="JSON of training keys replacing the recipe's (e.g. augment, lr)")
     parser.add_argument("--encoder", type=Path, help="--model vit: a pretrained encoder checkpoint "
                         "(data/06_models/pretraining/<method>/encoder.pt) instead of no pretraining")
     args = parser.parse_args()
@@ -57,7 +59,7 @@ def main() -> None:
         model = finetune["cnn"]["model"]
         build = supervised_classifier({**model, "widths": args.widths} if args.widths else model)
         training = finetune["cnn"]["training"]
-    training = {**training, "epochs": args.epochs, "patience": args.epochs, "progress": False,
+    training = {**training, **args.training, "epochs": args.epochs, "patience": args.epochs, "progress": False,
                 **({"precision": args.precision} if args.precision else {})}
     train, val = (dict(np.load(MODEL_INPUT / f"{split}.npz")) for split in ("train", "val"))
     normalization = json.loads((MODEL_INPUT / "normalization.json").read_text())

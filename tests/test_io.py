@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
-from dermascreen.io import atomic_write, remove_temporaries
+from dermascreen.io import atomic_write, remove_temporaries, save_torch
 
 
 def test_a_failed_write_keeps_the_previous_version_and_leaves_nothing(tmp_path):
@@ -56,3 +57,16 @@ def test_remove_temporaries_removes_only_what_atomic_write_leaves(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == [".hidden", ".state.pt.notatemp", "state.pt",
                                                                  "table.csv"]
     assert remove_temporaries(tmp_path / "absent") == []
+
+
+def test_save_torch_writes_the_same_bytes_for_the_same_object(tmp_path):
+    """Each save goes through a temporary file of another random name; the bytes must not depend on
+    it, or DVC sees a changed output (and reruns what depends on it) where nothing changed."""
+    target = tmp_path / "model.pt"
+    data = {"config": {"arch": "cnn"}, "state_dict": {"weight": torch.arange(6.0).reshape(2, 3)}}
+    save_torch(data, target)
+    first = target.read_bytes()
+    save_torch(data, target)
+
+    assert target.read_bytes() == first and [path.name for path in tmp_path.iterdir()] == ["model.pt"]
+    assert torch.equal(torch.load(target, weights_only=True)["state_dict"]["weight"], data["state_dict"]["weight"])

@@ -12,7 +12,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -43,6 +43,19 @@ def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_torch(data: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` of ``data`` to ``path`` through ``atomic_write``.
+
+    Saved into an open file, not to the temporary path: given a path, ``torch.save`` names the
+    archive inside the file after it, so the temporary file's random name made every save's bytes
+    differ, and DVC saw a changed output where nothing had changed.
+    """
+    import torch  # here, not at the top: most users of this module write no checkpoints
+
+    with atomic_write(path, suffix=".pt") as tmp, open(tmp, "wb") as file:
+        torch.save(data, file)
 
 
 def remove_temporaries(directory: str | os.PathLike) -> list[Path]:

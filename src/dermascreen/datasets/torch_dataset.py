@@ -10,7 +10,7 @@ import torch
 from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets._typing import JSONPreview
 
-from dermascreen.io import atomic_write
+from dermascreen.io import save_torch
 
 
 class TorchDataset(AbstractDataset[Any, Any]):
@@ -29,8 +29,7 @@ class TorchDataset(AbstractDataset[Any, Any]):
             raise DatasetError(f"{self._filepath}: not a readable torch checkpoint ({error})") from error
 
     def save(self, data: Any) -> None:
-        with atomic_write(self._filepath, suffix=".pt") as tmp:
-            torch.save(data, tmp)
+        save_torch(data, self._filepath)
 
     def preview(self) -> JSONPreview:
         """The checkpoint without its weights: configs and numbers as saved, tensors as shapes.

@@ -30,7 +30,7 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 
-from dermascreen.io import atomic_write, remove_temporaries
+from dermascreen.io import remove_temporaries, save_torch
 
 FILENAME = "training_state.pt"
 # The code a training run executes (in the dermascreen package): a change in it makes a saved
@@ -192,13 +192,11 @@ class TrainingCheckpoint:
         best = self.best.state_dict() if self.best is not None else {"epoch": None, "weights": None}
         weights = best.pop("weights")
         if best["epoch"] is not None and best["epoch"] != self._best_on_disk:
-            with atomic_write(self._best_path(best["epoch"]), suffix=".pt") as tmp:
-                torch.save(weights, tmp)
+            save_torch(weights, self._best_path(best["epoch"]))
             self._best_on_disk = best["epoch"]
         state = {"fingerprint": self.fingerprint, "job": self.job, "stop_reason": stop_reason, "rng": rng_states,
                  "objects": {name: obj.state_dict() for name, obj in self.objects.items()}, "best": best}
-        with atomic_write(self.path, suffix=".pt") as tmp:
-            torch.save(state, tmp)
+        save_torch(state, self.path)
         keep = self._best_path(best["epoch"]) if best["epoch"] is not None else None
         for path in self.directory.glob("best_weights.*.pt"):
             if path != keep:

@@ -85,31 +85,32 @@ def finetune_encoder(encoder: dict, train_set: dict, val_set: dict, normalizatio
     """Fine-tune ``encoder`` end to end once per fine-tuning seed; runs and their validation summary.
     ``run`` (the encoder's) names the resumable states."""
     build = vit_classifier(encoder, shared["encoder"], finetune["head"])
-    return _finetune(build, train_set, val_set, normalization, method, run, shared, finetune, finetune["training"],
-                     encoder.get("hardware"))
+    return _finetune(build, train_set, val_set, normalization, method, run, shared, finetune["seeds"],
+                     finetune["training"], finetune["class_weight_power"], encoder.get("hardware"))
 
 
 def finetune_from_scratch(train_set: dict, val_set: dict, normalization: dict, shared: dict[str, Any],
                           finetune: dict[str, Any]) -> tuple[list[dict], dict]:
     """The same ViT, recipe and budget without pretraining."""
     build = vit_classifier(None, shared["encoder"], finetune["head"])
-    return _finetune(build, train_set, val_set, normalization, "vit", "vit", shared, finetune, finetune["training"])
+    return _finetune(build, train_set, val_set, normalization, "vit", "vit", shared, finetune["seeds"],
+                     finetune["training"], finetune["class_weight_power"])
 
 
 def train_supervised_reference(train_set: dict, val_set: dict, normalization: dict, shared: dict[str, Any],
                                finetune: dict[str, Any]) -> tuple[list[dict], dict]:
-    """The supervised CNN reference: ``finetune.cnn``'s model and recipe, the same seeds and engine."""
+    """The supervised CNN reference: ``finetune.cnn``'s model, recipe and class weights, the same seeds and engine."""
     cnn = finetune["cnn"]
     return _finetune(supervised_classifier(cnn["model"]), train_set, val_set, normalization, "cnn", "cnn", shared,
-                     finetune, cnn["training"])
+                     finetune["seeds"], cnn["training"], cnn["class_weight_power"])
 
 
 def _finetune(build: ModelBuilder, train_set: dict, val_set: dict, normalization: dict, method: str, run: str,
-              shared: dict[str, Any], finetune: dict[str, Any], training: dict[str, Any],
+              shared: dict[str, Any], seeds: list[int], training: dict[str, Any], class_weight_power: float,
               pretraining_hardware: dict | None = None) -> tuple[list[dict], dict]:
     state_dir = Path(shared["state_dir"]) / "finetune" / run
-    class_weights = balanced_class_weights(train_set["labels"], finetune["class_weight_power"])
-    runs = finetune_runs(build, train_set, val_set, normalization, training, finetune["seeds"], method,
+    class_weights = balanced_class_weights(train_set["labels"], class_weight_power)
+    runs = finetune_runs(build, train_set, val_set, normalization, training, seeds, method,
                          pretraining_hardware, state_dir, class_weights)
     validation = {"method": method, "runs": [{"seed": r["seed"], "best_epoch": r["best_epoch"],
                                               **r["val_metrics"]} for r in runs]}
@@ -207,7 +208,8 @@ def _run_info(profile: str, shared: dict[str, Any], finetune: dict[str, Any],
                     f"{training['monitor']}), batch {training['batch_size']}, {_recipe(training)}, head "
                     f"{finetune['head']}, augment {training.get('augment')}",
         "class_weights": f"class weights (N / (7 n_c)) ** {finetune['class_weight_power']}",
-        "cnn": f"{cnn['model']}, {cnn['training']['epochs']} epochs, {_recipe(cnn['training'])}",
+        "cnn": f"{cnn['model']}, {cnn['training']['epochs']} epochs, {_recipe(cnn['training'])}, class weights "
+               f"(N / (7 n_c)) ** {cnn['class_weight_power']}",
         "hardware": f"pretraining on {_used_hardware(finetuned, 'pretraining_hardware')}, fine-tuning on "
                     f"{_used_hardware(finetuned, 'hardware')} (device (device model), precision)",
     }

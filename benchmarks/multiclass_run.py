@@ -10,7 +10,7 @@ recipe's ``monitor`` keeps. Never reads test.
 
     PYTHONPATH=src .venv/bin/python benchmarks/multiclass_run.py --model vit --epochs 10 \
         --class-weight-power 0.25 [--env quick] [--seed 0] [--threads 2] [--precision bf16]
-        [--encoder PATH | --widths 32 64 128] [--training '{"augment": {"hflip": true}}']
+        [--encoder PATH | --widths 32 64 128] [--training '{"lr": 0.002}']
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="replacing the profile's")
     parser.add_argument("--widths", type=int, nargs="+", help="--model cnn: stage widths replacing the profile's")
     parser.add_argument("--training", type=json.loads, default={},
-                        help="JSON of training keys replacing the recipe's (e.g. augment, lr)")
+                        help="JSON of training keys, each replacing the recipe's whole key (an augment dict gives "
+                        "every augmentation setting); epochs and patience come from --epochs")
     parser.add_argument("--encoder", type=Path, help="--model vit: a pretrained encoder checkpoint "
                         "(data/06_models/pretraining/<method>/encoder.pt) instead of no pretraining")
     args = parser.parse_args()

@@ -59,6 +59,9 @@ def test_torch_checkpoint_round_trip_and_corrupt_file(tmp_path):
 
     dataset = TorchDataset(str(tmp_path / "m.pt"))
     dataset.save({"config": {"arch": "cnn"}, "state_dict": {"w": torch.ones(2)}})
+    first = (tmp_path / "m.pt").read_bytes()
+    dataset.save({"config": {"arch": "cnn"}, "state_dict": {"w": torch.ones(2)}})
+    assert (tmp_path / "m.pt").read_bytes() == first  # the same bytes: DVC sees no change
     assert torch.equal(dataset.load()["state_dict"]["w"], torch.ones(2))
     (tmp_path / "m.pt").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match="m.pt: not a readable torch checkpoint"):

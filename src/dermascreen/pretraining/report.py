@@ -77,8 +77,8 @@ def render_report(summaries: dict[str, dict[str, Any]], provenance: dict[str, An
         "",
         f"Produced by `{run_info['command']}` (profile `{run_info['profile']}`) on "
         f"`{provenance.get('path')}` (md5 `{provenance.get('md5')}`, {official}).",
-        f"Fine-tuning (every ViT): {run_info['finetune']}. CNN reference: {run_info['cnn']}. "
-        f"Both: {run_info['class_weights']}. "
+        f"Fine-tuning (every ViT): {run_info['finetune']}, {run_info['class_weights']}. "
+        f"CNN reference: {run_info['cnn']}. "
         f"Fine-tuning seeds: {run_info['seeds']}; pretraining seeds: {run_info['pretrain_seeds']} (one encoder "
         f"per method and pretraining seed, each fine-tuned with every fine-tuning seed). "
         f"Pretraining: {run_info['pretraining']}.",

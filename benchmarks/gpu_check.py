@@ -40,6 +40,7 @@ from dermascreen import settings
 from dermascreen.data.medmnist_info import split_sizes
 from dermascreen.io import atomic_write
 from dermascreen.models import build_model
+from dermascreen.preflight import torch_and_driver
 from dermascreen.training import fit
 from dermascreen.training.device import resolve_precision
 
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "gpu_check", "device": device.type, "quick": args.quick,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "driver": torch_and_driver(),  # torch's CUDA and nvidia-smi's GPUs and driver, as the preflight prints
         "torch": torch.__version__, "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
         "machine": platform.processor() or platform.machine(), "image_size": image_size,

@@ -127,3 +127,11 @@ def test_committed_html_report_opens_in_a_fresh_clone():
     page = COMMITTED_HTML.read_text()
     assert _files_referenced(page) == []
     assert page.count('src="data:image/png;base64,') == len(report.FIGURE_CAPTIONS)
+
+
+def test_the_configuration_says_whether_the_model_is_beyond_the_design_note():
+    assert report.origin_text({"arch": "cnn"}) == "Its architecture (`cnn`) is one of the design note's grid."
+    beyond = report.origin_text({"arch": "resnet_cifar", "widths": [16, 32, 64]})
+    assert beyond.startswith("Its architecture (`resnet_cifar`) goes beyond the design note's grid (cnn, resnet50,")
+    _, blocks = report.configuration_section({"run": "ResNetC_v2_W0", "config": {"arch": "resnet_cifar"}}, {})
+    assert beyond.split(":")[0] in blocks[0]

@@ -15,7 +15,12 @@ from torch import nn
 
 from project_helpers import benchmark_module
 from dermascreen.models import build_model
+from dermascreen.pretraining.augment import Augment
+from dermascreen.pretraining.automae import AutoMAEPretrainer, gumbel_topk_mask
+from dermascreen.pretraining.mae import MAEPretrainer
+from dermascreen.pretraining.methods import build_autoencoder
 from dermascreen.training import fit
+from dermascreen.training.augment import BatchAugment
 from dermascreen.training.engines import create_trainer
 
 from training_toys import BASE_CONFIG, NORMALIZATION, SimulatedKill, count_train_batches, tiny_net
@@ -45,6 +50,36 @@ def test_bf16_autocast_step_computes_in_bf16_and_keeps_fp32_weights(device, toy_
     assert math.isfinite(trainer.state.output)
     assert all(p.dtype == torch.float32 and p.device.type == device for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_per_step_random_draws_never_wait_for_the_gpu(device):
+    """The draws of every training step (binary augmentation, each pretraining augmentation, MAE's
+    masks and AutoMAE's Gumbel noise and prior masks from their CPU generators) under CUDA's sync
+    debug mode "error": a copy from the host that waits for the GPU raises. The CPU twin runs the
+    same calls."""
+    target, generator = torch.device(device), torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    mae = build_autoencoder({"embed_dim": 16, "depth": 1, "num_heads": 2}, {"dim": 16, "depth": 1, "heads": 2},
+                            mask_ratio=0.75).to(target)
+    automae = AutoMAEPretrainer(mae, lr=1e-3, weight_decay=0.0, seed=0, source_encoder=mae.encoder)
+    images = torch.rand(8, 3, 28, 28, device=target)
+    cuda = target.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        outputs = [BatchAugment(hflip=True, vflip=False).train()(images),
+                   *(Augment(kind, 32, NORMALIZATION)(images, generator) for kind in ("resized_crop", "crop")),
+                   MAEPretrainer(mae, lr=1e-3, weight_decay=0.0, seed=0).mask_scores(images, 0.0),
+                   gumbel_topk_mask(torch.zeros(8, 64, device=target), 48, 0.5, generator)[0],
+                   automae.prior_masks(8, target)]
+    finally:
+        if cuda:
+            torch.cuda.set_sync_debug_mode("default")
+    assert [tuple(out.shape) for out in outputs] == [(8, 3, 28, 28), (8, 3, 32, 32), (8, 3, 32, 32), (8, 64),
+                                                    (8, 64), (8, 64)]
+    assert all(out.device.type == device for out in outputs)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -19,6 +19,8 @@ from dermascreen.training.device import describe_hardware
 
 REPORTED_METRICS = ("recall", "precision", "specificity", "f1", "f2", "accuracy", "roc_auc", "pr_auc")
 CONFUSION_KEYS = ("tp", "fn", "tn", "fp", "tpr", "fnr", "tnr", "fpr")
+# The design note's binary grid: its custom CNN and three ImageNet backbones (conf/base's `runs`).
+DESIGN_NOTE_ARCHS = ("cnn", "resnet50", "vgg16", "efficientnet_b0")
 FIGURE_CAPTIONS = {
     "threshold_sweep": "Validation recall, precision and specificity against the threshold.",
     "confusion": "Test confusion matrix at the chosen threshold.",
@@ -79,10 +81,20 @@ def ensemble_text(model: dict) -> str:
             f"{len(members)} models trained with seeds {seeds}")
 
 
+def origin_text(config: dict) -> str:
+    """Whether the model's architecture is one of the design note's grid or an entry this project added."""
+    arch = config.get("arch")
+    if arch in DESIGN_NOTE_ARCHS:
+        return f"Its architecture (`{arch}`) is one of the design note's grid."
+    return (f"Its architecture (`{arch}`) goes beyond the design note's grid ({', '.join(DESIGN_NOTE_ARCHS)}): "
+            "an entry this project added, chosen on validation (docs/results.md, phase1).")
+
+
 def configuration_section(model: dict, settings: dict) -> Section:
     blocks = [f"Final model: {ensemble_text(model)}, trained on {_trained_on(model)} "
-              "(device (device model), precision). Everything that rebuilds and explains it, as stored in "
-              "its checkpoint (training settings without the seed, shared by the seeds):"]
+              f"(device (device model), precision). {origin_text(model.get('config') or {})} Everything that "
+              "rebuilds and explains it, as stored in its checkpoint (training settings without the seed, "
+              "shared by the seeds):"]
     for key in ("config", "training", "class_weights", "normalization"):
         blocks.append(f"**{key}**\n\n{_json_block(model.get(key))}")
     blocks.append(f"phase3 settings:\n\n{_json_block(settings)}")

@@ -29,7 +29,8 @@ def gumbel_topk_mask(logits: torch.Tensor, k: int, tau: float,
     The forward value is the hard top-``k`` of logits + Gumbel noise (1 = masked); the gradient
     is that of ``k * softmax(perturbed / tau)`` clamped to 1, the relaxed top-k.
     """
-    uniform = torch.rand(logits.shape, generator=generator).to(logits.device).clamp_(1e-9, 1 - 1e-9)
+    uniform = torch.rand(logits.shape, generator=generator).to(logits.device, non_blocking=True)
+    uniform = uniform.clamp_(1e-9, 1 - 1e-9)
     perturbed = logits - torch.log(-torch.log(uniform))
     soft = (k * F.softmax(perturbed / tau, dim=-1)).clamp(max=1.0)
     hard = torch.zeros_like(logits).scatter_(1, torch.topk(perturbed, k, dim=1).indices, 1.0)
@@ -119,7 +120,8 @@ class AutoMAEPretrainer(PretrainerBase):
 
     def prior_masks(self, batch: int, device: torch.device) -> torch.Tensor:
         grid = int(self.mae.num_patches ** 0.5)
-        return rectangle_prior_masks(batch, grid, self.mae.n_masked, self.rectangles, self.generator).to(device)
+        return rectangle_prior_masks(batch, grid, self.mae.n_masked, self.rectangles, self.generator).to(
+            device, non_blocking=True)
 
     def losses(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three players' losses on one batch (each only reaches its own player's parameters)."""

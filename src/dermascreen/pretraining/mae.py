@@ -157,7 +157,8 @@ class MAEPretrainer(PretrainerBase):
 
     def mask_scores(self, images: torch.Tensor, progress: float) -> torch.Tensor:
         """Per-patch scores (B, N) at ``progress`` of the run; the method masks the highest."""
-        return random_scores(len(images), self.mae.num_patches, self.generator).to(images.device)
+        return random_scores(len(images), self.mae.num_patches, self.generator).to(images.device,
+                                                                                  non_blocking=True)
 
     def loss(self, out: MAEOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = masked_mean(out.errors.float(), out.mask)

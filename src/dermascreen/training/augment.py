@@ -115,7 +115,12 @@ class BatchAugment(nn.Module):
             return (torch.rand(*shape, device=device) * 2.0 - 1.0) * bound
 
         flip = torch.rand(batch, 2, device=device) < 0.5
-        flip &= torch.tensor([self.hflip, self.vflip], device=device)
+        # in place, not `&= torch.tensor([...], device=device)`: a copy from the host would make
+        # every CUDA step wait for the GPU
+        if not self.hflip:
+            flip[:, 0] = False
+        if not self.vflip:
+            flip[:, 1] = False
         return AffineParams(angle=uniform(batch, bound=self.rotation), shift=uniform(batch, 2, bound=self.shift),
                             scale=1.0 + uniform(batch, 2, bound=self.zoom), flip=flip)
 

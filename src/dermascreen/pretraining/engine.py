@@ -6,7 +6,8 @@ losses as device tensors. ``run_pretraining`` draws the batches on the device
 (``training.data.SplitBatches``), runs under ``kernel_settings`` (TF32 and cudnn.benchmark on CUDA)
 and attaches every handler in one place: the learning rate schedule (linear warmup then cosine, as
 MAE), per-epoch loss means read once per epoch and the methods' host-drawn random numbers copied
-with ``non_blocking`` (no per-step synchronisation), an error on a non-finite epoch loss, progress bars, and the resumable state of ``training.checkpoint``.
+with ``non_blocking`` (no per-step synchronisation), an error on a non-finite epoch loss, progress
+bars, and the resumable state of ``training.checkpoint``.
 """
 
 from __future__ import annotations

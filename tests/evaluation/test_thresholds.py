@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn import metrics as skm
 
 from dermascreen.evaluation.thresholds import calibrate_threshold, candidate_thresholds, sweep_table
 
@@ -50,6 +51,23 @@ def test_sweep_table_rows_match_thresholds_and_recall_falls():
     assert table.loc[table["threshold"] == 0.6, "precision"].item() == pytest.approx(3 / 4)
 
 
+def test_sweep_on_tied_scores_equals_sklearn_at_every_threshold():
+    # The sweep counts by binary search in sorted scores; rounding makes many ties, and thresholds
+    # between, below and above the scores must all count p >= threshold as malignant.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    scores = np.round(np.clip(0.3 * labels + 0.7 * rng.random(400), 0, 1), 1)
+    thresholds = np.r_[candidate_thresholds(scores), 0.25, -1.0, 2.0]
+    table = sweep_table(labels, scores, thresholds)
+    for row in table.itertuples():
+        called = (scores >= row.threshold).astype(int)
+        assert row.recall == pytest.approx(skm.recall_score(labels, called, zero_division=0))
+        assert row.specificity == pytest.approx(skm.recall_score(labels, called, pos_label=0, zero_division=0))
+        assert row.precision == pytest.approx(skm.precision_score(labels, called, zero_division=0))
+        assert row.f1 == pytest.approx(skm.f1_score(labels, called, zero_division=0))
+        assert row.f2 == pytest.approx(skm.fbeta_score(labels, called, beta=2, zero_division=0))
+
+
 def test_bad_policy_and_unreachable_target_are_errors():
     with pytest.raises(ValueError, match="unknown threshold policy 'median'"):
         calibrate_threshold(LABELS, SCORES, "median")
@@ -57,3 +75,5 @@ def test_bad_policy_and_unreachable_target_are_errors():
         calibrate_threshold(LABELS, SCORES, "target_recall", 1.5)
     with pytest.raises(ValueError, match="no threshold reaches validation recall"):
         calibrate_threshold(np.zeros(10, dtype=int), SCORES, "target_recall", 0.9)
+    with pytest.raises(ValueError, match="binary labels must be 0 or 1"):
+        sweep_table(np.full(10, 2), SCORES, candidate_thresholds(SCORES))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dermascreen.evaluation.metrics import binary_metrics
+from dermascreen.evaluation.metrics import binary_metrics, decision_rates
 
 POLICIES = ("default", "target_recall", "max_f2", "youden")
 SWEEP_COLUMNS = ("threshold", "recall", "precision", "specificity", "f1", "f2")
@@ -20,11 +20,10 @@ DEFAULT_THRESHOLD = 0.5
 
 def sweep_table(y_true: np.ndarray, p_malignant: np.ndarray, thresholds: np.ndarray) -> pd.DataFrame:
     """One row per threshold (ascending): recall, precision, specificity, F1, F2 at that threshold."""
-    rows = []
-    for threshold in np.sort(np.asarray(thresholds, dtype=np.float64)):
-        metrics = binary_metrics(y_true, p_malignant, float(threshold))
-        rows.append({"threshold": float(threshold), **{k: metrics[k] for k in SWEEP_COLUMNS[1:]}})
-    return pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
+    thresholds = np.sort(np.asarray(thresholds, dtype=np.float64))
+    rates = decision_rates(y_true, p_malignant, thresholds)
+    return pd.DataFrame({"threshold": thresholds, **{k: rates[k] for k in SWEEP_COLUMNS[1:]}},
+                        columns=list(SWEEP_COLUMNS))
 
 
 def candidate_thresholds(p_malignant: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
+from scipy.special import expit, logit
+from sklearn.metrics import log_loss
 
 CALIBRATION_METHODS = ("temperature", "isotonic", "none")
 _EPS = 1e-12
@@ -71,8 +73,7 @@ def fit_temperature(y_true: np.ndarray, p_malignant: np.ndarray) -> float:
     logits = _logit(p_malignant)
 
     def nll(log_t: float) -> float:
-        q = np.clip(_sigmoid(logits / np.exp(log_t)), _EPS, 1.0 - _EPS)
-        return float(-np.mean(y_true * np.log(q) + (1.0 - y_true) * np.log(1.0 - q)))
+        return float(log_loss(y_true, expit(logits / np.exp(log_t)), labels=[0, 1]))
 
     return float(np.exp(minimize_scalar(nll, bounds=(-5.0, 5.0), method="bounded", options={"xatol": 1e-6}).x))
 
@@ -82,7 +83,7 @@ def apply_calibrator(calibrator: dict, p_malignant: np.ndarray) -> np.ndarray:
     p = np.asarray(p_malignant, dtype=np.float64)
     method = calibrator.get("method")
     if method == "temperature":
-        return _sigmoid(_logit(p) / float(calibrator["temperature"]))
+        return expit(_logit(p) / float(calibrator["temperature"]))
     if method == "isotonic":
         return np.interp(p, calibrator["x"], calibrator["y"])
     if method == "none":
@@ -91,9 +92,5 @@ def apply_calibrator(calibrator: dict, p_malignant: np.ndarray) -> np.ndarray:
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
-    return np.log(p) - np.log1p(-p)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow warning for large |z|
+    """scipy's logit of ``p`` kept off 0 and 1, where it is infinite."""
+    return logit(np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS))

@@ -94,10 +94,10 @@ def multiclass_metrics(y_true, proba) -> dict:
     if not np.all(np.isfinite(proba)):
         raise ValueError("proba: contains NaN or infinite values")
 
-    labels = np.arange(n_classes)
-    cm = skm.confusion_matrix(y_true, proba.argmax(axis=1), labels=labels)  # rows: true, columns: predicted
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y_true, proba.argmax(axis=1), labels=labels, zero_division=0)
+    labels, y_pred = np.arange(n_classes), proba.argmax(axis=1)
+    cm = skm.confusion_matrix(y_true, y_pred, labels=labels)  # rows: true, columns: predicted
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels,
+                                                                         zero_division=0)
     present = support > 0
     class_aucs = [roc_auc((y_true == k).astype(np.int64), proba[:, k]) for k in range(n_classes)]
     defined = [auc for auc in class_aucs if not np.isnan(auc)]
@@ -119,7 +119,7 @@ def multiclass_metrics(y_true, proba) -> dict:
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """The area under scikit-learn's ROC curve (trapezoidal, ties counting half); NaN when one class
-    is absent. Equal to ``roc_auc_score``, at half its cost: it runs once per bootstrap resample."""
+    is absent. Equal to ``roc_auc_score``, at half its cost (no second curve)."""
     return _area(_roc_curve(y_true, scores))
 
 

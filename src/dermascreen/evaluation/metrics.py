@@ -31,7 +31,7 @@ def binary_metrics(y_true, p_malignant, threshold: float = 0.5, target_recall: f
     y_true, scores = _binary_inputs(y_true, p_malignant)
     _check_target(target_recall)
     curve = _roc_curve(y_true, scores)  # one curve for both threshold-free metrics
-    rates = {key: value.item() for key, value in decision_rates(y_true, scores, np.array([threshold])).items()}
+    rates = {key: value.item() for key, value in _decision_rates(y_true, scores, np.array([threshold])).items()}
     return {
         **{key: rates[key] for key in ("accuracy", "precision", "recall", "specificity", "f1", "f2")},
         "roc_auc": _area(curve),
@@ -49,7 +49,11 @@ def decision_rates(y_true, scores, thresholds: np.ndarray) -> dict[str, np.ndarr
     binary search in the sorted scores of each class: a sweep over every distinct validation score
     costs one sort, not one pass per threshold.
     """
-    y_true, scores = _binary_inputs(y_true, scores)
+    return _decision_rates(*_binary_inputs(y_true, scores), np.asarray(thresholds, dtype=np.float64))
+
+
+def _decision_rates(y_true: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+    """``decision_rates`` on validated inputs (``binary_metrics`` has validated them already)."""
     positives, negatives = np.sort(scores[y_true == 1]), np.sort(scores[y_true == 0])
     tp = len(positives) - np.searchsorted(positives, thresholds, side="left")
     fp = len(negatives) - np.searchsorted(negatives, thresholds, side="left")

@@ -91,13 +91,14 @@ class Augment:
             shift = torch.randint(-PADDING, PADDING + 1, (batch, 2), generator=generator).float()
             theta[:, 0, 0], theta[:, 1, 1] = flip, 1.0
             theta[:, :, 2] = 2 * shift / self.size  # whole pixels: align_corners=False samples centres
-            source = images - self.black.to(images.device, non_blocking=True)  # zeros padding -> black once added back
+            black = self.black.to(images.device, non_blocking=True)
+            source = images - black  # zeros padding -> black once added back
         grid = F.affine_grid(theta.to(images.device, non_blocking=True), [batch, 3, self.size, self.size],
                              align_corners=False)
         # a box's edge pixels sample up to half a pixel past the image: border repeats them
         padding = "border" if self.kind == "resized_crop" else "zeros"
         out = F.grid_sample(source.float(), grid, mode="bilinear", padding_mode=padding, align_corners=False)
-        return out if self.kind == "resized_crop" else out + self.black.to(images.device, non_blocking=True)
+        return out if self.kind == "resized_crop" else out + black
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

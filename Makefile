@@ -62,6 +62,8 @@ grid: setup
 # DVC cannot see DERMAMNIST_NPZ: a raw copy that differs from it is dropped first, so DVC reruns
 # raw_data (and what follows) with the new file (docs/data.md). At the end: the quick targets, the measured
 # values and the published anchors (python -m dermascreen.targets, docs/results.md).
+# FORCE=1: every stage runs (dvc repro -f), outputs and run cache notwithstanding: a timing from scratch
+# (delete data/06_models/*_state first, or finished runs return their saved results).
 repro: setup
 	@profile=$${PROFILE:-$$($(BIN)/python -m dermascreen.profile)}; \
 	current=$$(sed -n 's/^profile: *//p' params.yaml); \
@@ -73,7 +75,7 @@ repro: setup
 	python -m dermascreen.grid --env $$profile || exit 1; \
 	python -m dermascreen.estimate --env $$profile || echo "dermascreen: no time estimate (see the error above)"; \
 	start=$$(date +%s); \
-	if [ "$$profile" = "$$current" ]; then dvc repro || exit 1; else dvc exp run --set-param profile=$$profile || exit 1; fi; \
+	if [ "$$profile" = "$$current" ]; then dvc repro $(if $(FORCE),-f) || exit 1; else dvc exp run $(if $(FORCE),-f) --set-param profile=$$profile || exit 1; fi; \
 	python -m dermascreen.targets --wall-minutes $$(( ($$(date +%s) - start) / 60 ))
 
 # kedro-viz without hooks reads KEDRO_ENV for the grids it draws (docs/kedro_viz.md).

@@ -30,7 +30,7 @@ from dermascreen import settings
 from dermascreen.datasets.npz_dataset import NpzDataset
 from dermascreen.datasets.torch_dataset import TorchDataset
 from dermascreen.models.vit import encoder_from_checkpoint
-from dermascreen.pipelines.pretraining.nodes import initial_autoencoder
+from dermascreen.pipelines.pretraining.nodes import initial_autoencoder, probe_initial_encoder
 from dermascreen.pretraining.engine import run_pretraining
 from dermascreen.pretraining.mae import mask_from_scores
 from dermascreen.pretraining.methods import GUIDED, METHODS, build_pretrainer
@@ -68,12 +68,9 @@ def main() -> None:
     train, val = (NpzDataset(str(MODEL_INPUT / f"{split}.npz")).load() for split in ("train", "val"))
     normalization = json.loads((MODEL_INPUT / "normalization.json").read_text())
 
-    def autoencoder():
-        return initial_autoencoder(shared, args.seed, pretrain["mask_ratio"], pretrain["norm_pix_loss"], device)
-
-    untrained = probe_scores(autoencoder().encoder, train, val, normalization, args.seed)
+    untrained = probe_initial_encoder(train, val, normalization, shared, seed=args.seed)
     # the pipeline's order (nodes._pretrain): seed, autoencoder, source encoder, pretrainer
-    mae = autoencoder()
+    mae = initial_autoencoder(shared, args.seed, pretrain["mask_ratio"], pretrain["norm_pix_loss"], device)
     source = None if args.source is None else encoder_from_checkpoint(
         TorchDataset(str(args.source)).load(), str(args.source)).to(device)
     trainer = build_pretrainer(args.method, mae, pretrain, options, train, normalization, source)

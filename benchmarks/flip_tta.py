@@ -4,7 +4,9 @@ Needs a finished pretraining pipeline (``data/06_models/pretraining/<method>/fin
 ``data/05_model_input/val.npz``). For every stored fine-tuned run it predicts the validation images
 as they are, the mean over identity + horizontal + vertical flips, and the mean over those and the
 flip of both axes (the orientations a dermoscopic image may have), then prints each method's
-accuracy and balanced accuracy (mean of its fine-tuning seeds) per variant. Never reads test.
+accuracy and balanced accuracy (mean of its fine-tuning seeds) per variant. Reads the first
+pretraining seed's fine-tunings only (``<method>/finetuned.pt``; with several pretraining seeds, as
+in ``base``, the report also pools ``<method>_seed<k>``). Never reads test.
 
     PYTHONPATH=src .venv/bin/python benchmarks/flip_tta.py [--methods vit mae cnn] [--threads 2]
 """
@@ -20,10 +22,10 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from dermascreen.datasets.npz_dataset import NpzDataset
 from dermascreen.datasets.torch_dataset import TorchDataset
-from dermascreen.models.factory import build_model
-from dermascreen.training import predict_proba
+from dermascreen.pretraining.finetune import run_probabilities
 
 ROOT = Path(__file__).resolve().parents[1]
+MODEL_INPUT = ROOT / "data" / "05_model_input"
 METHODS = ("vit", "mae", "umae", "semmae", "automae", "mlo_mae", "cnn")
 
 
@@ -32,17 +34,19 @@ def orientations(images: np.ndarray) -> list[np.ndarray]:
     return [images, images[:, :, ::-1], images[:, ::-1, :], images[:, ::-1, ::-1]]
 
 
-def variant_scores(run: dict, images: np.ndarray, labels: np.ndarray) -> list[float]:
-    """Accuracy and balanced accuracy (%) of one run: plain, 3 orientations, 4 orientations."""
-    model = build_model(run["config"])
-    model.load_state_dict(run["state_dict"])
-    probabilities = [predict_proba(model, np.ascontiguousarray(view), run["normalization"], device="cpu")
-                     for view in orientations(images)]
+def variant_scores(runs: list[dict], images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Accuracy and balanced accuracy (%) per run (rows): plain, 3 orientations, 4 orientations."""
+    per_view = [run_probabilities(runs, {"images": np.ascontiguousarray(view)}, runs[0]["normalization"], "cpu")
+                for view in orientations(images)]  # [view][run] -> (N, 7)
     scores = []
-    for proba in (probabilities[0], np.mean(probabilities[:3], axis=0), np.mean(probabilities, axis=0)):
-        predicted = proba.argmax(axis=1)
-        scores += [100 * accuracy_score(labels, predicted), 100 * balanced_accuracy_score(labels, predicted)]
-    return scores
+    for run in range(len(runs)):
+        views = [probabilities[run] for probabilities in per_view]
+        row = []
+        for proba in (views[0], np.mean(views[:3], axis=0), np.mean(views, axis=0)):
+            predicted = proba.argmax(axis=1)
+            row += [100 * accuracy_score(labels, predicted), 100 * balanced_accuracy_score(labels, predicted)]
+        scores.append(row)
+    return np.array(scores)
 
 
 def main() -> None:
@@ -51,12 +55,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    val = NpzDataset(str(ROOT / "data" / "05_model_input" / "val.npz")).load()
+    val = NpzDataset(str(MODEL_INPUT / "val.npz")).load()
     labels = np.asarray(val["labels"]).ravel()
     print("method    plain acc / bal    + h, v flips    + hv flip   (validation, mean of the seeds)")
     for method in args.methods:
         runs = TorchDataset(str(ROOT / "data" / "06_models" / "pretraining" / method / "finetuned.pt")).load()
-        mean = np.mean([variant_scores(run, val["images"], labels) for run in runs], axis=0)
+        mean = variant_scores(runs, val["images"], labels).mean(axis=0)
         print(f"{method:8s}  {mean[0]:6.2f} / {mean[1]:5.2f}   {mean[2]:6.2f} / {mean[3]:5.2f}   "
               f"{mean[4]:6.2f} / {mean[5]:5.2f}")
 

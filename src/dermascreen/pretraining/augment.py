@@ -6,8 +6,7 @@
   them to whole pixels) and the crop is resized to the encoder's input size in the same bilinear
   sample.
 - ``crop`` (MLO-MAE; Alexiland/MLO-MAE ``main_cifar10.py``): ``RandomCrop(32, padding=4)`` +
-  ``RandomHorizontalFlip`` on the image resized to the encoder's input size (32 as CIFAR's side
-  in base; quick's 28 leaves the image as it is):
+  ``RandomHorizontalFlip`` on the image resized to the encoder's input size (32, CIFAR's side):
   a shift of -4..4 whole pixels per axis, the uncovered border black (torchvision pads the
   pixels with 0 before normalising).
 - ``none``: the images as they are (the encoder resizes them).

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 
-from dermascreen import settings
+from dermascreen import grid, settings
+from dermascreen.pipelines import active_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_NPZ = PROJECT_ROOT.parent / "shared" / "data" / "dermamnist_28_jpeg75.npz"
@@ -98,10 +100,24 @@ def command_env(**extra: str) -> dict[str, str]:
 
 
 def write_grid(root: Path) -> None:
-    """params.yaml's grids from the configuration in ``root``/conf (`make grid`): after a test
-    edits a grid's configuration, or DVC's run stages refuse the changed runs."""
-    subprocess.run([sys.executable, "-m", "dermascreen.grid"], cwd=root, env=command_env(), check=True,
-                   capture_output=True)
+    """params.yaml's grids from the configuration in ``root``/conf, as `make grid` writes them: after
+    a test edits a grid's configuration, or DVC's run stages refuse the changed runs. Computed in this
+    process, which has imported the project already (`python -m dermascreen.grid` pays about 8 s of
+    imports and a Kedro session): the grid pipelines built from ``root``'s configuration of
+    params.yaml's profile, as ``ActiveParametersHook`` hands it to them in a run. Every run stage
+    checks its fingerprint before training (grid.check_stage), so a grid written otherwise than
+    `kedro run` builds it fails the test that runs it; tests/test_grid.py and the grid-workers and
+    end-to-end tests run the command itself."""
+    params_file = root / grid.PARAMS_FILE
+    env = yaml.safe_load(params_file.read_text())["profile"]
+    loader = OmegaConfigLoader(str(root / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
+    active_config.use(loader)
+    try:
+        pipelines = {phase: importlib.import_module(f"dermascreen.pipelines.{phase}").create_pipeline()
+                     for phase in grid.PHASES}
+        grid.write_grids(params_file, grid.grids_of(pipelines, loader["parameters"]))
+    finally:
+        active_config.use(None)  # pipelines built later in this process read conf/ again
 
 
 def project_checkout(root: Path, profile: str = "tiny") -> Path:

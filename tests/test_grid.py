@@ -1,5 +1,5 @@
 """`python -m dermascreen.grid`: the grids params.yaml holds for dvc.yaml's run stages, and the check
-each run stage makes before training (process-level: test_dvc_grid_workers.py)."""
+each run and selection stage makes before its first node (process-level: test_dvc_grid_workers.py)."""
 
 from __future__ import annotations
 
@@ -40,13 +40,28 @@ def test_fingerprints_stay_strings_in_yaml_and_follow_the_configuration():
 
 
 def test_a_run_stage_trains_only_the_configuration_params_yaml_records(tmp_path):
-    pipe = tiny_phase1().only_nodes_with_namespaces(["phase1.CNN_v1_W3"])
+    pipelines = {"phase1": tiny_phase1()}
     runs = grid.grid_runs(tiny_phase1(), PARAMETERS, "phase1")
-    grid.check_run_stage("phase1_run@CNN_v1_W3", pipe, PARAMETERS, params_file(tmp_path, runs))
-    grid.check_run_stage("data_engineering", pipe, PARAMETERS, tmp_path / "absent.yaml")  # not a run stage
+    grid.check_stage("phase1_run@CNN_v1_W3", pipelines, PARAMETERS, params_file(tmp_path, runs))
+    grid.check_stage("data_engineering", pipelines, PARAMETERS, tmp_path / "absent.yaml")  # not a grid stage
     stale = params_file(tmp_path, {**runs, "CNN_v1_W3": "fp000000000000"})
     with pytest.raises(grid.GridError, match=r"phase1_run@CNN_v1_W3.*make grid"):
-        grid.check_run_stage("phase1_run@CNN_v1_W3", pipe, PARAMETERS, stale)
+        grid.check_stage("phase1_run@CNN_v1_W3", pipelines, PARAMETERS, stale)
+    grid.check_stage("phase1_run@CNN_v1_W0", pipelines, PARAMETERS, stale)  # the other run is unchanged
+
+
+def test_a_selection_stage_ranks_only_the_grid_params_yaml_records(tmp_path):
+    pipelines = {"phase1": tiny_phase1()}
+    runs = grid.grid_runs(tiny_phase1(), PARAMETERS, "phase1")
+    grid.check_stage("phase1", pipelines, PARAMETERS, params_file(tmp_path, runs))
+    stale = params_file(tmp_path, {"CNN_v1_W0": runs["CNN_v1_W0"], "CNN_v1_W5": "fp000000000000"})
+    with pytest.raises(grid.GridError) as raised:
+        grid.check_stage("phase1", pipelines, PARAMETERS, stale)
+    assert str(raised.value).splitlines()[1:] == [
+        "  - phase1_runs: CNN_v1_W3 is configured but missing",
+        "  - phase1_runs: CNN_v1_W5 is not in the configuration",
+        "Write it with `make grid` (python -m dermascreen.grid), then `dvc repro` again; "
+        "commit params.yaml with the configuration."]
 
 
 def test_writing_replaces_the_grids_even_without_the_marker(tmp_path):

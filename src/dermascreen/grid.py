@@ -6,12 +6,13 @@ dvc.yaml trains each grid run in a stage of its own, ``phase<n>_run@<run>`` (``f
 already done. DVC cannot build a grid itself (runs x class weights, strategies x seeds, the profile's
 overrides), so this command writes it from the profile's Kedro configuration: each run with a
 fingerprint of the parameters its nodes read. The fingerprint is the run stage's only params
-dependency, so a change to one run's configuration reruns that run alone. ``--check`` (the
-``phase<n>`` selection stages run it first) fails with the fix when params.yaml's grid is not the
-configuration's, and every run stage checks its own run before its first node (``check_run_stage``,
-called by the preflight hook when DVC started the run), so a run never trains a configuration other
-than the one DVC records for it. ``make grid`` writes the grid of params.yaml's profile; ``make all``
-writes it too.
+dependency, so a change to one run's configuration reruns that run alone. Before its first node,
+a `kedro run` that DVC started as one of these stages (``DVC_STAGE``) checks params.yaml against the
+configuration (``check_stage``, called by the preflight hook): a run stage trains only the
+configuration DVC records for it, and a selection stage (``phase<n>``) ranks only the configured grid,
+so a change to conf/ that ``make grid`` has not written stops the stage with the fix instead of
+passing unseen. ``--check`` makes the same comparison for both grids, from the shell. ``make grid``
+writes the grid of params.yaml's profile; ``make all`` writes it too.
 """
 
 from __future__ import annotations
@@ -64,8 +65,13 @@ def configured_grids(env: str, root: Path) -> dict[str, dict[str, str]]:
     with profile_config(env, root) as loader:
         from kedro.framework.project import pipelines  # filled by the session profile_config opened
 
-        parameters = loader["parameters"]
-        return {f"{phase}_runs": grid_runs(pipelines[phase], parameters, phase) for phase in PHASES}
+        return grids_of(pipelines, loader["parameters"])
+
+
+def grids_of(pipelines: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """``{"phase1_runs": {run: fingerprint}, "phase2_runs": ...}`` of the grid pipelines built from
+    ``parameters``."""
+    return {f"{phase}_runs": grid_runs(pipelines[phase], parameters, phase) for phase in PHASES}
 
 
 def read_params(path: Path) -> dict:
@@ -97,20 +103,33 @@ class GridError(UserError):
     """A grid run stage's configuration is not the one params.yaml records for it."""
 
 
-def check_run_stage(stage: str, pipeline, parameters: Mapping[str, Any], params_file: Path) -> None:
-    """Raise ``GridError`` when DVC stage ``stage`` (``phase<n>_run@<run>``, DVC's ``DVC_STAGE``)
-    is about to train a configuration other than the fingerprint params.yaml records for it: conf/
-    was edited without ``make grid``, and DVC would file the new result under the old key."""
+def check_stage(stage: str, pipelines: Mapping[str, Any], parameters: Mapping[str, Any], params_file: Path) -> None:
+    """Raise ``GridError`` when DVC stage ``stage`` (DVC's ``DVC_STAGE``) would act on a grid other
+    than the one params.yaml records: a run stage (``phase<n>_run@<run>``) about to train another
+    configuration than its fingerprint (DVC would file the new result under the old key), or a
+    selection stage (``phase<n>``) whose params.yaml grid lacks, adds or changes runs of the
+    configuration (it would rank a grid other than the configured one). ``pipelines``: the
+    project's pipelines (``kedro.framework.project.pipelines``); other stages pass."""
     name, _, run = stage.partition("@")
     phase = name.removesuffix("_run")
-    if phase not in PHASES or not run or name == phase:
+    if phase not in PHASES or (run and name == phase) or (not run and name != phase):
         return
-    recorded = (read_params(params_file).get(f"{phase}_runs") or {}).get(run)
-    configured = grid_runs(pipeline, parameters, phase).get(run)
-    if recorded != configured:
-        raise GridError(f"{params_file}: DVC stage {stage} records {phase}_runs.{run}: {recorded}, but conf/ now "
-                         f"gives {configured}; write the grid with `make grid` (python -m dermascreen.grid), "
-                         "then `dvc repro` again")
+    key = f"{phase}_runs"
+    configured = grid_runs(pipelines[phase], parameters, phase)
+    written = read_params(params_file)
+    if run:
+        recorded = (written.get(key) or {}).get(run)
+        if recorded != configured.get(run):
+            raise GridError(f"{params_file}: DVC stage {stage} records {key}.{run}: {recorded}, but conf/ now "
+                            f"gives {configured.get(run)}; write the grid with `make grid` (python -m dermascreen.grid), "
+                            "then `dvc repro` again")
+        return
+    found = differences(written, {key: configured})
+    if found:
+        raise GridError(f"{params_file}: DVC stage {stage} would rank another grid than conf/'s:\n"
+                        + "\n".join(f"  - {line}" for line in found)
+                        + "\nWrite it with `make grid` (python -m dermascreen.grid), then `dvc repro` again; "
+                          "commit params.yaml with the configuration.")
 
 
 def differences(written: Mapping[str, Any], expected: dict[str, dict[str, str]]) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import ignite.distributed as idist
 import torch
 from kedro.framework.hooks import hook_impl
+from kedro.framework.project import pipelines
 from kedro.io import MemoryDataset
 
 from dermascreen import grid, preflight
@@ -56,9 +57,9 @@ def _shorten_user_errors(excepthook):
 
 class PreflightHook:
     """Checks, before the first node, what the nodes about to run need (``dermascreen.preflight``),
-    and stops the run with every problem listed when it cannot succeed. Started by DVC as a grid run
-    stage (``DVC_STAGE``), it also checks that the run's configuration is the one params.yaml
-    records for the stage (``grid.check_run_stage``)."""
+    and stops the run with every problem listed when it cannot succeed. Started by DVC as a grid
+    stage (``DVC_STAGE``: a run or a selection), it also checks that the stage's grid is the one
+    params.yaml records (``grid.check_stage``)."""
 
     def __init__(self) -> None:
         self._config_loader = None
@@ -72,7 +73,7 @@ class PreflightHook:
         parameters = self._config_loader["parameters"]
         stage = os.environ.get("DVC_STAGE")
         if stage:
-            grid.check_run_stage(stage, pipeline, parameters, Path(os.environ.get("DVC_ROOT", ".")) / grid.PARAMS_FILE)
+            grid.check_stage(stage, pipelines, parameters, Path(os.environ.get("DVC_ROOT", ".")) / grid.PARAMS_FILE)
         preflight.ensure(pipeline, parameters, self._config_loader["catalog"])
 
 

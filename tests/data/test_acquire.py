@@ -1,4 +1,6 @@
 import logging
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -181,3 +183,16 @@ def test_sizes_come_from_medmnist_info():
     assert "dermamnist_64.npz" in url and md5 == "b70a2f5635c6199aeaa28c31d7202e1f"
     with pytest.raises(ValueError, match="image size must be one of"):
         acquire_module.official_source(32)
+
+
+def test_the_raw_data_step_reads_medmnist_info_without_importing_medmnist():
+    """The raw-data stage is a process of its own: it reads ``medmnist.INFO`` (the same dict as the
+    package's) without ``import medmnist``, whose datasets and evaluator pull in torch and scikit-learn."""
+    import medmnist
+
+    from dermascreen.data.medmnist_info import dataset_info
+
+    assert dataset_info() == medmnist.INFO["dermamnist"]
+    probe = "import sys, dermascreen.data.acquire; print(sorted({'medmnist', 'torch', 'sklearn'} & set(sys.modules)))"
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"

@@ -6,9 +6,9 @@ Labels are mapped by class *name*: MedMNIST's label order is 0 akiec, 1 bcc, 2 b
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
-
-from medmnist import INFO
+from pathlib import Path
 
 SPLITS = ("train", "val", "test")
 
@@ -26,8 +26,17 @@ MALIGNANT = frozenset({"akiec", "bcc", "mel"})
 BINARY_CLASSES = ("benign", "malignant")  # binary label 0, 1
 
 
+@cache
 def dataset_info() -> dict:
-    return INFO["dermamnist"]
+    """``medmnist.INFO["dermamnist"]``, read from the package's ``info.py`` alone: ``import medmnist``
+    also imports its datasets and evaluator (torch, scikit-learn, SciPy, PIL: about 4 s), which the
+    raw-data step, a process of its own, does not otherwise need."""
+    package = importlib.util.find_spec("medmnist")
+    path = Path(package.submodule_search_locations[0]) / "info.py"
+    spec = importlib.util.spec_from_file_location("medmnist.info", path)
+    info = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(info)
+    return info.INFO["dermamnist"]
 
 
 @cache

@@ -47,7 +47,8 @@ lock:
 # the cores busy meanwhile (2 cores: 10 min 35 s against 12 min 16 s with one per core,
 # docs/results.md). A test file's tests on one worker (module fixtures are built once); every test
 # runs torch on one thread (tests/conftest.py).
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+# (nproc without OMP_NUM_THREADS, which it would report instead of the cores)
+TEST_WORKERS ?= $(shell echo $$(( $$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) + 1 )))
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 

@@ -3,10 +3,12 @@ each run and selection stage makes before its first node (process-level: test_dv
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import yaml
 
-from dermascreen import grid
+from dermascreen import grid, hooks
 from dermascreen.pipelines.phase1.pipeline import build_grid as phase1_grid
 from project_helpers import PROJECT_ROOT, load_config
 
@@ -62,6 +64,35 @@ def test_a_selection_stage_ranks_only_the_grid_params_yaml_records(tmp_path):
         "  - phase1_runs: CNN_v1_W5 is not in the configuration",
         "Write it with `make grid` (python -m dermascreen.grid), then `dvc repro` again; "
         "commit params.yaml with the configuration."]
+
+
+def test_a_stage_named_with_its_dvc_yaml_path_is_checked_too(tmp_path):
+    """DVC started from another directory names the stage ``<path>/dvc.yaml:<stage>``."""
+    pipelines = {"phase1": tiny_phase1()}
+    stale = params_file(tmp_path, {"CNN_v1_W0": "fp000000000000"})
+    for stage in ("../dvc.yaml:phase1", "dvc.yaml:phase1_run@CNN_v1_W0"):
+        with pytest.raises(grid.GridError):
+            grid.check_stage(stage, pipelines, PARAMETERS, stale)
+    for stage in ("phase1@CNN_v1_W0", "phase1_run", "phase1_run@", "phase3", "phase1_runs", "dvc.yaml:raw_data"):
+        grid.check_stage(stage, pipelines, PARAMETERS, stale)  # not a grid stage: nothing to check
+
+
+def test_the_preflight_hook_checks_the_stage_against_the_project_params_yaml(tmp_path, monkeypatch):
+    """Started by DVC as a selection stage, `kedro run` stops before its first node when the project's
+    params.yaml lacks a configured run; the project's own file counts, not DVC_ROOT's (a queued
+    experiment runs in a copy of the workspace DVC_ROOT names)."""
+    project, workspace = tmp_path / "experiment_copy", tmp_path / "workspace"
+    project.mkdir(), workspace.mkdir()
+    runs = grid.grid_runs(tiny_phase1(), PARAMETERS, "phase1")
+    params_file(workspace, runs)
+    params_file(project, {"CNN_v1_W0": runs["CNN_v1_W0"]})
+    monkeypatch.setattr(hooks, "pipelines", {"phase1": tiny_phase1()})
+    monkeypatch.setenv("DVC_STAGE", "phase1")
+    monkeypatch.setenv("DVC_ROOT", str(workspace))
+    hook = hooks.PreflightHook()
+    hook.after_context_created(SimpleNamespace(config_loader={"parameters": PARAMETERS}, project_path=project))
+    with pytest.raises(grid.GridError, match=r"experiment_copy.*\n  - phase1_runs: CNN_v1_W3 is configured but missing"):
+        hook.before_pipeline_run(run_params={}, pipeline=tiny_phase1(), catalog=None)
 
 
 def test_writing_replaces_the_grids_even_without_the_marker(tmp_path):

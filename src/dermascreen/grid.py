@@ -100,7 +100,7 @@ def write_grids(path: Path, grids: dict[str, dict[str, str]]) -> None:
 
 
 class GridError(UserError):
-    """A grid run stage's configuration is not the one params.yaml records for it."""
+    """params.yaml's grid is not the configuration's for the DVC stage about to run."""
 
 
 def check_stage(stage: str, pipelines: Mapping[str, Any], parameters: Mapping[str, Any], params_file: Path) -> None:
@@ -109,15 +109,19 @@ def check_stage(stage: str, pipelines: Mapping[str, Any], parameters: Mapping[st
     configuration than its fingerprint (DVC would file the new result under the old key), or a
     selection stage (``phase<n>``) whose params.yaml grid lacks, adds or changes runs of the
     configuration (it would rank a grid other than the configured one). ``pipelines``: the
-    project's pipelines (``kedro.framework.project.pipelines``); other stages pass."""
+    project's pipelines (``kedro.framework.project.pipelines``); other stages pass. DVC prefixes
+    the stage's name with its dvc.yaml's path when started from another directory
+    (``../dvc.yaml:phase1``)."""
+    stage = stage.rpartition(":")[2]
     name, _, run = stage.partition("@")
     phase = name.removesuffix("_run")
-    if phase not in PHASES or (run and name == phase) or (not run and name != phase):
+    is_run_stage = bool(run) and name == f"{phase}_run"
+    if phase not in PHASES or not (is_run_stage or stage == phase):
         return
     key = f"{phase}_runs"
     configured = grid_runs(pipelines[phase], parameters, phase)
     written = read_params(params_file)
-    if run:
+    if is_run_stage:
         recorded = (written.get(key) or {}).get(run)
         if recorded != configured.get(run):
             raise GridError(f"{params_file}: DVC stage {stage} records {key}.{run}: {recorded}, but conf/ now "

@@ -63,17 +63,21 @@ class PreflightHook:
 
     def __init__(self) -> None:
         self._config_loader = None
+        self._project_path = None
 
     @hook_impl
     def after_context_created(self, context) -> None:
         self._config_loader = context.config_loader
+        self._project_path = Path(context.project_path)
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
         parameters = self._config_loader["parameters"]
         stage = os.environ.get("DVC_STAGE")
         if stage:
-            grid.check_stage(stage, pipelines, parameters, Path(os.environ.get("DVC_ROOT", ".")) / grid.PARAMS_FILE)
+            # The project's own params.yaml: `dvc exp run --queue`/`--temp` runs the stage in a copy
+            # of the workspace, while DVC_ROOT names the workspace itself.
+            grid.check_stage(stage, pipelines, parameters, self._project_path / grid.PARAMS_FILE)
         preflight.ensure(pipeline, parameters, self._config_loader["catalog"])
 
 

@@ -193,6 +193,7 @@ def test_the_raw_data_step_reads_medmnist_info_without_importing_medmnist():
     from dermascreen.data.medmnist_info import dataset_info
 
     assert dataset_info() == medmnist.INFO["dermamnist"]
-    probe = "import sys, dermascreen.data.acquire; print(sorted({'medmnist', 'torch', 'sklearn'} & set(sys.modules)))"
+    probe = ("import sys; from dermascreen.data.acquire import official_source; official_source(28); "
+             "print(sorted({'medmnist', 'torch', 'sklearn'} & set(sys.modules)))")
     imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from dermascreen.datasets.npz_dataset import NpzDataset
 from dermascreen.datasets.torch_dataset import TorchDataset
+from dermascreen.evaluation.metrics import multiclass_metrics
 from dermascreen.pretraining.finetune import run_probabilities
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +43,8 @@ def variant_scores(runs: list[dict], images: np.ndarray, labels: np.ndarray) -> 
         views = [probabilities[run] for probabilities in per_view]
         row = []
         for proba in (views[0], np.mean(views[:3], axis=0), np.mean(views, axis=0)):
-            predicted = proba.argmax(axis=1)
-            row += [100 * accuracy_score(labels, predicted), 100 * balanced_accuracy_score(labels, predicted)]
+            metrics = multiclass_metrics(labels, proba)
+            row += [100 * metrics["accuracy"], 100 * metrics["balanced_accuracy"]]
         scores.append(row)
     return np.array(scores)
 

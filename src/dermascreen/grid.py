@@ -130,10 +130,16 @@ def check_stage(stage: str, pipelines: Mapping[str, Any], parameters: Mapping[st
         return
     found = differences(written, {key: configured})
     if found:
-        raise GridError(f"{params_file}: DVC stage {stage} would rank another grid than conf/'s:\n"
-                        + "\n".join(f"  - {line}" for line in found)
-                        + "\nWrite it with `make grid` (python -m dermascreen.grid), then `dvc repro` again; "
-                          "commit params.yaml with the configuration.")
+        raise GridError(stale_grids(f"{params_file}: DVC stage {stage} would rank another grid than conf/'s", found,
+                                    "python -m dermascreen.grid"))
+
+
+def stale_grids(heading: str, found: list[str], command: str) -> str:
+    """The message of a params.yaml whose grids are not the configuration's: ``heading``, what
+    ``differences`` found, and the fix (``command`` writes the grids)."""
+    return (f"{heading}:\n" + "\n".join(f"  - {line}" for line in found)
+            + f"\nWrite it with `make grid` ({command}), then `dvc repro` again; "
+              "commit params.yaml with the configuration.")
 
 
 def differences(written: Mapping[str, Any], expected: dict[str, dict[str, str]]) -> list[str]:
@@ -173,10 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     found = differences(written, grids)
     if found:
-        print(f"dermascreen: {PARAMS_FILE}'s grids are not those of conf/ for profile '{env}':\n"
-              + "\n".join(f"  - {line}" for line in found)
-              + f"\nWrite them with `make grid` (python -m dermascreen.grid --env {env}), then `dvc repro` again; "
-                "commit params.yaml with the configuration.", file=sys.stderr)
+        print(stale_grids(f"dermascreen: {PARAMS_FILE}'s grids are not those of conf/ for profile '{env}'", found,
+                          f"python -m dermascreen.grid --env {env}"), file=sys.stderr)
         return 1
     return 0
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,19 +47,36 @@ def test_the_file_is_synced_before_the_rename_and_the_folder_after(tmp_path, mon
     assert (tmp_path / "state.pt").read_bytes() == b"state"
 
 
-def test_remove_temporaries_removes_only_what_atomic_write_leaves(tmp_path):
-    leftovers = []
-    for target, suffix in (("state.pt", ".pt"), ("table.csv", "")):
-        with atomic_write(tmp_path / target, suffix=suffix) as tmp:
-            tmp.write_text(target)
-        leftovers.append(tmp)  # the temporary name of a real write, as a SIGKILL would leave it
-        tmp.write_text("half")
+def _killed_mid_write(target: Path, suffix: str = "") -> Path:
+    """The temporary file that a process SIGKILLed inside ``atomic_write`` leaves beside ``target``."""
+    script = ("import os, signal, sys\nfrom dermascreen.io import atomic_write\n"
+              "with atomic_write(sys.argv[1], suffix=sys.argv[2]) as tmp:\n"
+              "    tmp.write_text('half')\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.Popen([sys.executable, "-c", script, str(target), suffix])
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    (leftover,) = target.parent.glob(f".{target.name}.{killed.pid}.*.tmp{suffix}")  # its name holds the pid
+    return leftover
+
+
+def test_a_killed_writes_leftover_goes_at_the_next_write_of_its_file_only(tmp_path):
+    state, table = tmp_path / "state.pt", tmp_path / "table.csv"
+    state_leftover, table_leftover = _killed_mid_write(state, ".pt"), _killed_mid_write(table)
+    assert state_leftover.read_text() == "half" and not state.exists()
+
+    with atomic_write(state, suffix=".pt") as tmp:
+        tmp.write_text("whole")
+    assert state.read_text() == "whole"
+    assert not state_leftover.exists() and table_leftover.exists()  # another file's: its own next write
+
+
+def test_remove_temporaries_removes_the_dead_writers_files_only(tmp_path):
+    leftovers = [_killed_mid_write(tmp_path / "state.pt", ".pt"), _killed_mid_write(tmp_path / "table.csv")]
     for name in (".hidden", ".state.pt.notatemp"):
         (tmp_path / name).write_text(name)
-
-    assert remove_temporaries(tmp_path) == sorted(leftovers)
-    assert sorted(path.name for path in tmp_path.iterdir()) == [".hidden", ".state.pt.notatemp", "state.pt",
-                                                                 "table.csv"]
+    with atomic_write(tmp_path / "live.json") as writing:  # a write under way in a live process
+        writing.write_text("{}")
+        assert remove_temporaries(tmp_path) == sorted(leftovers)
+        assert sorted(path.name for path in tmp_path.iterdir()) == [".hidden", writing.name, ".state.pt.notatemp"]
     assert remove_temporaries(tmp_path / "absent") == []
 
 

@@ -2,13 +2,15 @@
 
 Everything is written to a temporary file beside the target, flushed to the disk, then renamed:
 readers never see half a file, and a killed run (or a lost machine) leaves the previous version
-in place. The temporary names are recognisable, so the leftovers of a killed write can be removed
-(``remove_temporaries``) by the next run that owns the folder.
+in place. A temporary name carries its writer's process id, so the leftovers of a killed write
+are recognisable and removed (``remove_temporaries``) by the next write of the same file, and by
+a training run's checkpointer when it starts.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +18,9 @@ from typing import Any, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-# ".<target name>.<8 random characters>.tmp<suffix>" (mkstemp's random part has 8 characters)
+# ".<target name>.<writer's pid>.<8 random characters>.tmp<suffix>" (mkstemp's random part has 8 characters)
 _TEMPORARY_MARK = ".tmp"
-_TEMPORARY_GLOB = f".*.????????{_TEMPORARY_MARK}*"
+_TEMPORARY_NAME = re.compile(rf"\.(?P<target>.+)\.(?P<pid>\d+)\.[a-z0-9_]{{8}}{re.escape(_TEMPORARY_MARK)}")
 
 
 @contextmanager
@@ -32,7 +34,9 @@ def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f"{_TEMPORARY_MARK}{suffix}")
+    remove_temporaries(path.parent, target=path.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                               suffix=f"{_TEMPORARY_MARK}{suffix}")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
@@ -58,16 +62,31 @@ def save_torch(data: Any, path: str | os.PathLike) -> None:
         torch.save(data, file)
 
 
-def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that killed ``atomic_write`` calls left in ``directory``; return them.
+def remove_temporaries(directory: str | os.PathLike, target: str | None = None) -> list[Path]:
+    """Delete the temporary files of ``atomic_write`` calls in ``directory`` (of ``target`` only, if
+    given) whose writer is no longer running: a killed write's leftovers. Return them.
 
-    Only for a folder that one process writes at a time (a run's checkpoint folder): there, a
-    temporary file at start-up can only be a leftover.
+    A temporary file of a live process (a write under way in another process, or in this one) is
+    kept. Process ids are this machine's: a folder written by processes of several machines at once
+    is not a use this project has.
     """
-    stale = sorted(Path(directory).glob(_TEMPORARY_GLOB))
-    for path in stale:
-        path.unlink(missing_ok=True)
+    stale = []
+    for path in sorted(Path(directory).glob(".*")) if Path(directory).is_dir() else []:
+        match = _TEMPORARY_NAME.match(path.name)
+        if match and (target is None or match["target"] == target) and not _running(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            stale.append(path)
     return stale
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _fsync(path: str | os.PathLike) -> None:

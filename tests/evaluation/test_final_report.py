@@ -74,7 +74,7 @@ def test_markdown_states_every_required_fact(evidence):
                  "Per-subtype results (test)", "| mel | malignant: recall | 20 | 85.00% [70.00%, 100.00%] |",
                  "| nv | benign: false positive rate | 150 | 30.00% [25.00%, 36.00%] |", "0.0421", "temperature scaling (T = 1.7000)", "validation 0.2100 -> 0.0310",
                  "test 0.2000 -> 0.0421", "(phase3/roc.png)", "profile `quick`",
-                 "trained on cuda (NVIDIA H200), bf16", "seed ensemble of phase2's best strategy `CNN_v1_W3`",
+                 "trained on (device (its model), precision) cuda (NVIDIA H200), bf16.", "seed ensemble of phase2's best strategy `CNN_v1_W3`",
                  "2 models trained with seeds 42, 43", "Seeds (test)", "| CNN_v1_W3_seed43 (seed 43) | 0.4500 |",
                  "| seed models: mean ± std |  | 50.00% ± 1.25% |"):
         assert fact in text, fact

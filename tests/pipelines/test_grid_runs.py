@@ -60,7 +60,7 @@ def test_phase1_writes_every_run_and_the_selection(project):
     assert "phase1 --env tiny" in markdown
     used = {"device": "cpu", "precision": "fp32", "device_name": cpu_name()}  # what tiny asks for
     assert best["hardware"] == used and catalog.load("phase1_best_model")["hardware"] == used
-    assert f"Trained on: cpu ({cpu_name()}), fp32 " in markdown
+    assert f"Trained on (device (its model), precision): cpu ({cpu_name()}), fp32." in markdown
 
 
 def test_checkpoint_rebuilds_the_model_from_its_config(project):

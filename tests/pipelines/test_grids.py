@@ -179,4 +179,4 @@ def test_leaderboard_markdown_names_command_and_data():
                                 "quick", phase="phase1")
     assert "`kedro run --pipelines phase1 --env quick`" in text and "non-official copy" in text and "md5 `m`" in text
     assert "| 1 | a | W0 | True | 0.6000 | 0.7000 | 0.8000 |" in text
-    assert "Trained on: cuda (NVIDIA H200), bf16 (device, device model, precision)." in text
+    assert "Trained on (device (its model), precision): cuda (NVIDIA H200), bf16." in text

@@ -65,7 +65,7 @@ def test_tiny_profile_runs_end_to_end(tmp_path):
     assert "kedro run --pipelines pretraining --env tiny" in report and "NOT the official file" in report
     assert all(label in report for label in ("ViT (no pretraining)", "MLO-MAE", "weighted_f1", "macro_f1"))
     cpu = f"cpu ({cpu_name()}), fp32"  # tiny asks for the CPU and fp32
-    assert f"Hardware: pretraining on {cpu}, fine-tuning on {cpu} (device (device model), precision)." in report
+    assert f"Hardware: (device (its model), precision) pretraining on {cpu}, fine-tuning on {cpu}." in report
     metrics = json.loads((data / "08_reporting" / "pretraining_metrics.json").read_text())
     assert set(metrics) == {*METHODS, "cnn"}
     assert 0.0 <= metrics["mae"]["accuracy_mean"] <= 1.0
@@ -86,9 +86,13 @@ def test_tiny_profile_runs_end_to_end(tmp_path):
             assert checkpoint["method"] == method and checkpoint["pretrain"]["seed"] == seed
             weights.append(checkpoint["state_dict"]["patch_embed.weight"])
             assert (state / run).is_dir() and (state / "finetune" / run / "seed0").is_dir()  # resumable states
-            assert (tmp_path / "dvclive" / "pretraining" / "plots" / "metrics" / run).is_dir()
+            curves = tmp_path / "dvclive" / "pretraining" / "plots" / "metrics"
+            assert (curves / run).is_dir()
+            assert (curves / "finetune" / run / "seed0" / "val_balanced_accuracy.tsv").is_file()  # each fine-tuning's
             assert len(torch.load(data / "06_models" / "pretraining" / run / "finetuned.pt", weights_only=False)) == 1
         assert not torch.equal(*weights)  # the seeds are different encoders
+    live_summary = json.loads((tmp_path / "dvclive" / "pretraining" / "metrics.json").read_text())
+    assert {"finetune/vit/seed0", "finetune/cnn/seed0", "finetune/mae/seed0"} <= set(live_summary)
     test_metrics = json.loads((data / "08_reporting" / "pretraining" / "test_metrics.json").read_text())
     assert len(test_metrics["per_seed"]["mlo_mae"][0]["per_class_recall"]) == 7
     assert [(r["pretrain_seed"], r["seed"]) for r in test_metrics["per_seed"]["mae"]] == [(42, 0), (43, 0)]

@@ -30,7 +30,7 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     assert summary["accuracy"]["mean"] == pytest.approx(0.72)
     assert summary["accuracy"]["std"] == pytest.approx(0.02)  # ddof=1
     assert summary["per_class_recall"]["vasc"]["mean"] == 0.0
-    assert summarise([_result(0, 0.5)])["auc"]["std"] == 0.0
+    assert summarise([_result(0, 0.5)])["auc"]["std"] is None  # one seed: no spread
 
 
 def test_summary_pools_every_pretraining_and_fine_tuning_seed():
@@ -84,3 +84,4 @@ def test_dvc_metrics_are_flat_per_method():
     metrics = metrics_for_dvc({"mae": summarise([_result(0, 0.6), _result(1, 0.8)])})
     assert metrics["mae"]["accuracy_mean"] == pytest.approx(0.7)
     assert set(metrics["mae"]) == {f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")}
+    assert set(metrics_for_dvc({"mae": summarise([_result(0, 0.6)])})["mae"]) == {f"{m}_mean" for m in SUMMARY_METRICS}

@@ -7,6 +7,7 @@ CPU twin runs in every `pytest`, so the test itself is proven before a GPU ever 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from dermascreen.pretraining.augment import Augment
 from dermascreen.pretraining.automae import AutoMAEPretrainer, gumbel_topk_mask
 from dermascreen.pretraining.mae import MAEPretrainer
 from dermascreen.pretraining.methods import build_autoencoder
+from dermascreen.pretraining.mlo_mae import MLOMAEPretrainer
+from dermascreen.pretraining.semmae import SemMAEPretrainer
 from dermascreen.training import fit
 from dermascreen.training.augment import BatchAugment
 from dermascreen.training.engines import create_trainer
@@ -55,14 +58,19 @@ def test_bf16_autocast_step_computes_in_bf16_and_keeps_fp32_weights(device, toy_
 @pytest.mark.parametrize("device", DEVICES)
 def test_per_step_random_draws_never_wait_for_the_gpu(device):
     """The draws of every training step (binary augmentation, each pretraining augmentation, MAE's
-    masks and AutoMAE's Gumbel noise and prior masks from their CPU generators) under CUDA's sync
-    debug mode "error": a copy from the host that waits for the GPU raises. The CPU twin runs the
-    same calls."""
+    masks, AutoMAE's Gumbel noise and prior masks, SemMAE's part masks and MLO-MAE's labelled
+    batches, from their CPU generators) under CUDA's sync debug mode "error": a copy from the host
+    that waits for the GPU raises. The CPU twin runs the same calls."""
     target, generator = torch.device(device), torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     mae = build_autoencoder({"embed_dim": 16, "depth": 1, "num_heads": 2}, {"dim": 16, "depth": 1, "heads": 2},
                             mask_ratio=0.75).to(target)
     automae = AutoMAEPretrainer(mae, lr=1e-3, weight_decay=0.0, seed=0, source_encoder=mae.encoder)
+    semmae = SemMAEPretrainer(mae, lr=1e-3, weight_decay=0.0, seed=0, part_encoder=mae.encoder)
+    rng = np.random.default_rng(0)
+    mlo_mae = MLOMAEPretrainer(mae, lr=1e-3, weight_decay=0.0, seed=0, normalization=NORMALIZATION, batch_size=8,
+                               images=rng.integers(0, 256, (42, 28, 28, 3), dtype=np.uint8),
+                               labels=np.arange(42) % 7, masking_network={"hidden": 16})
     images = torch.rand(8, 3, 28, 28, device=target)
     cuda = target.type == "cuda"
     if cuda:
@@ -73,13 +81,44 @@ def test_per_step_random_draws_never_wait_for_the_gpu(device):
                    *(Augment(kind, 32, NORMALIZATION)(images, generator) for kind in ("resized_crop", "crop")),
                    MAEPretrainer(mae, lr=1e-3, weight_decay=0.0, seed=0).mask_scores(images, 0.0),
                    gumbel_topk_mask(torch.zeros(8, 64, device=target), 48, 0.5, generator)[0],
-                   automae.prior_masks(8, target)]
+                   automae.prior_masks(8, target),
+                   semmae.mask_scores(images, 0.5),
+                   mlo_mae.labelled_batch("train")[0]]
     finally:
         if cuda:
             torch.cuda.set_sync_debug_mode("default")
     assert [tuple(out.shape) for out in outputs] == [(8, 3, 28, 28), (8, 3, 32, 32), (8, 3, 32, 32), (8, 64),
-                                                    (8, 64), (8, 64)]
+                                                    (8, 64), (8, 64), (8, 64), (8, 3, 28, 28)]
     assert all(out.device.type == device for out in outputs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_training_step_and_no_validation_batch_waits_for_the_gpu(device, toy_train, toy_val):
+    """Under CUDA's sync debug mode "warn" every wait for the GPU is a warning: an epoch of 6 steps
+    and 6 validation batches waits exactly as often as one of 2 and 2 (the waits of an epoch's
+    end: its loss, the metrics, the best weights). The CPU twin runs the same epochs."""
+    cuda = device == "cuda"
+
+    def waits(batches: int) -> int:
+        config = {**BASE_CONFIG, "device": device, "precision": "bf16", "epochs": 1, "batch_size": 8,
+                  "max_train_batches": batches}
+        val = {key: value[:8 * batches] for key, value in toy_val.items()}
+        torch.manual_seed(0)
+        model = tiny_net()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("warn")
+            try:
+                result = fit(model, toy_train, val, config, [1.0, 2.0], NORMALIZATION)
+            finally:
+                if cuda:
+                    torch.cuda.set_sync_debug_mode("default")
+        assert math.isfinite(result.history[0]["val_loss"])
+        return sum("synchroniz" in str(warning.message) for warning in caught)
+
+    assert waits(2) == waits(6)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -91,8 +91,8 @@ def origin_text(config: dict) -> str:
 
 
 def configuration_section(model: dict, settings: dict) -> Section:
-    blocks = [f"Final model: {ensemble_text(model)}, trained on {_trained_on(model)} "
-              f"(device (device model), precision). {origin_text(model.get('config') or {})} Everything that "
+    blocks = [f"Final model: {ensemble_text(model)}, trained on (device (its model), precision) "
+              f"{_trained_on(model)}. {origin_text(model.get('config') or {})} Everything that "
               "rebuilds and explains it, as stored in its checkpoint (training settings without the seed, "
               "shared by the seeds):"]
     for key in ("config", "training", "class_weights", "normalization"):

@@ -323,7 +323,7 @@ def leaderboard_markdown(leaderboard: pd.DataFrame, selection: dict, data_proven
         f"validation {_guard_name(selection['metric'])} >= {selection['min_specificity']}) first, then "
         f"validation {selection['metric']}, then {selection['tie_breaker']}. `spec_at_recall` is the best "
         f"specificity at recall >= the target recall, read off the ROC curve. The test split is not read here.",
-        f"Trained on: {'; '.join(sorted(leaderboard['hardware'].unique()))} (device, device model, precision).",
+        f"Trained on (device (its model), precision): {'; '.join(sorted(leaderboard['hardware'].unique()))}.",
         "",
         header,
         "|" + "|".join(" --- " for _ in columns) + "|",

@@ -22,6 +22,7 @@ from dermascreen.evaluation.metrics import multiclass_metrics
 from dermascreen.models.factory import build_model
 from dermascreen.models.vit import ViTClassifier, encoder_config, encoder_from_checkpoint
 from dermascreen.training import fit, predict_proba
+from dermascreen.training.engines import LiveLog
 
 NUM_CLASSES = 7
 # Builds the initial model of a fine-tuning seed: seed -> (model, the config that rebuilds it).
@@ -72,20 +73,23 @@ def balanced_class_weights(labels: np.ndarray, power: float) -> list[float] | No
 
 def finetune_runs(build: ModelBuilder, train: dict, val: dict, normalization: dict, training: dict[str, Any],
                   seeds: list[int], method: str, pretraining_hardware: dict | None = None,
-                  state_dir: str | Path | None = None, class_weights: list[float] | None = None) -> list[dict]:
+                  state_dir: str | Path | None = None, class_weights: list[float] | None = None,
+                  live_dir: str | Path | None = None, live_run: str = "finetune") -> list[dict]:
     """One fine-tuned checkpoint per seed: ``{"method", "seed", "config", "state_dict",
     "normalization", "best_epoch", "val_metrics", "history", "hardware", "pretraining_hardware"}``
     (the device, precision and device model of the fine-tuning, and of the encoder's pretraining).
 
     With ``state_dir``, each seed's run keeps its resumable state in ``state_dir/seed<k>``.
     ``class_weights``: the 7 classes' loss weights (``balanced_class_weights``), None for none.
+    With ``live_dir``, each seed's per-epoch metrics go to DVCLive as run ``<live_run>/seed<k>``.
     """
     runs = []
     for seed in seeds:
         model, config = build(seed)
         checkpoint_dir = None if state_dir is None else Path(state_dir) / f"seed{seed}"
+        live = None if live_dir is None else LiveLog(live_dir, f"{live_run}/seed{seed}")
         result = fit(model, train, val, {**training, "seed": seed}, class_weights, normalization, label_key="labels",
-                     checkpoint_dir=checkpoint_dir, model_config=config)
+                     checkpoint_dir=checkpoint_dir, model_config=config, live=live)
         runs.append({"method": method, "seed": seed, "config": config, "state_dict": result.state_dict,
                      "normalization": normalization, "best_epoch": result.best_epoch,
                      "val_metrics": _scalars(result.best_metrics), "history": result.history,

@@ -117,7 +117,7 @@ class MLOMAEPretrainer(PretrainerBase):
 
     def labelled_batch(self, portion: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = self.portions[portion]
-        pick = torch.randint(len(images), (self.batch_size,), generator=self.generator).to(self.device)
+        pick = torch.randint(len(images), (self.batch_size,), generator=self.generator).to(self.device, non_blocking=True)
         batch = to_model_input(images[pick], self.mean, self.std, channels_last=False)
         return (batch if self.augment is None else self.augment(batch, self.generator)), labels[pick]
 

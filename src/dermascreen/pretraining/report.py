@@ -50,11 +50,14 @@ def summarise_probes(scores: dict[int, dict[str, float]]) -> dict[str, Any]:
 
 
 def _stats(values: np.ndarray) -> dict[str, Any]:
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    """Mean and sample std (None for one value: one seed has no spread, not a spread of 0)."""
+    std = float(values.std(ddof=1)) if len(values) > 1 else None
     return {"mean": float(values.mean()), "std": std, "values": values.tolist()}
 
 
 def _pm(stats: dict[str, Any]) -> str:
+    if stats["std"] is None:
+        return f"{100 * stats['mean']:.2f} (one seed)"
     return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
 
 
@@ -149,6 +152,7 @@ def _ci(interval: dict[str, float]) -> str:
 
 
 def metrics_for_dvc(summaries: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Flat ``{method: {metric_mean, metric_std}}`` for ``dvc metrics``."""
+    """Flat ``{method: {metric_mean, metric_std}}`` for ``dvc metrics`` (no std of one seed)."""
     return {method: {f"{metric}_{stat}": summary[metric][stat] for metric in SUMMARY_METRICS
-                     for stat in ("mean", "std")} for method, summary in summaries.items()}
+                     for stat in ("mean", "std") if summary[metric][stat] is not None}
+            for method, summary in summaries.items()}

@@ -31,7 +31,7 @@ def kmeans_parts(features: torch.Tensor, k: int, iterations: int = 10) -> torch.
     """
     b, n, _ = features.shape
     x = F.normalize(features, dim=-1)
-    start = torch.linspace(0, n - 1, k).round().long().to(x.device)
+    start = torch.linspace(0, n - 1, k, device=x.device).round().long()
     centres = x[:, start].clone()  # (B, k, D)
     for _ in range(iterations):
         parts = (x @ centres.transpose(1, 2)).argmax(-1)  # (B, N)
@@ -53,7 +53,7 @@ def semantic_scores(parts: torch.Tensor, num_parts: int, intra_weight: float, n_
     """
     b, n = parts.shape
     k = num_parts  # given, not read from ``parts``: reading a device tensor waits for the device
-    noise = torch.rand(b, n, generator=generator).to(parts.device)
+    noise = torch.rand(b, n, generator=generator).to(parts.device, non_blocking=True)
     same = parts[:, :, None] == parts[:, None, :]  # (B, N, N)
     below = (noise[:, None, :] < noise[:, :, None]) & same
     quantile = below.sum(-1).float() / same.sum(-1).float()  # rank within part / part size, in [0, 1)
@@ -61,7 +61,7 @@ def semantic_scores(parts: torch.Tensor, num_parts: int, intra_weight: float, n_
     intra = torch.zeros(b, n, dtype=torch.bool, device=parts.device)
     if n_intra:
         intra.scatter_(1, torch.topk(quantile + 1e-3 * noise, n_intra, dim=1).indices, True)
-    part_order = torch.argsort(torch.rand(b, k, generator=generator), dim=1).to(parts.device).float()
+    part_order = torch.argsort(torch.rand(b, k, generator=generator), dim=1).to(parts.device, non_blocking=True).float()
     inter = torch.gather(part_order, 1, parts) + noise  # whole parts outrank each other
     return torch.where(intra, torch.full_like(inter, float(k + 1)), inter)
 

@@ -69,8 +69,8 @@ class SplitBatches:
         labels = torch.from_numpy(np.asarray(split[label_key], dtype=np.int64))
         self.device = device
         self.storage = device if _fits_on(device, images.nbytes) else torch.device("cpu")
-        pin = self.storage != device and device.type == "cuda"
-        self.images, self.labels = ((t.pin_memory() if pin else t.to(self.storage)) for t in (images, labels))
+        self.pin = self.storage != device and device.type == "cuda"
+        self.images, self.labels = ((t.pin_memory() if self.pin else t.to(self.storage)) for t in (images, labels))
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         world = idist.get_world_size() if shuffle else 1
         self.rank_batch = max(batch_size // world, 1) if shuffle else batch_size
@@ -92,8 +92,10 @@ class SplitBatches:
         order = self._order().to(self.storage)
         for start in range(0, self.num_batches * self.rank_batch, self.rank_batch):
             index = order[start:start + self.rank_batch]
-            yield (self.images[index].to(self.device, non_blocking=True),
-                   self.labels[index].to(self.device, non_blocking=True))
+            images, labels = self.images[index], self.labels[index]
+            if self.pin:  # indexing a pinned tensor returns pageable memory, whose copy is not asynchronous
+                images, labels = images.pin_memory(), labels.pin_memory()
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
     def _order(self) -> torch.Tensor:
         n = len(self.labels)

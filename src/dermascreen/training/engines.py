@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import EarlyStopping, ProgressBar
-from ignite.metrics import Average, Loss, Metric
+from ignite.metrics import Average, Metric
 from torch import nn
 
 from dermascreen.evaluation.metrics import TARGET_RECALL, binary_metrics, multiclass_metrics, operating_specificity
@@ -67,33 +67,40 @@ def create_trainer(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: 
     return trainer
 
 
-class ProbabilityMetrics(Metric):
-    """Accumulates softmax probabilities and targets over the epoch, then calls ``evaluation.metrics``:
-    ``binary_metrics`` (p = probability of class 1) for two classes, ``multiclass_metrics`` otherwise.
+class ValidationMetrics(Metric):
+    """Keeps the epoch's logits and targets on the device, then, once: the loss over the whole
+    epoch and ``evaluation.metrics`` on the softmax probabilities: ``binary_metrics`` (p =
+    probability of class 1) for two classes, ``multiclass_metrics`` otherwise.
 
+    Nothing leaves the device per batch (a copy to the host or a ``.item()`` waits for it). One
+    ``loss_fn`` call on the whole epoch is its exact value: a class-weighted cross-entropy divides by
+    the summed weights of the batch it is given, so a mean of batch values would not be.
     Every rank evaluates the whole validation set (see ``data.eval_batches``), so nothing is reduced.
     ``target_recall``: the recall target of the binary ``spec_at_recall``.
     """
 
-    def __init__(self, num_classes: int, target_recall: float = TARGET_RECALL):
-        self.num_classes, self.target_recall = num_classes, target_recall
+    def __init__(self, loss_fn: nn.Module, num_classes: int, target_recall: float = TARGET_RECALL):
+        self.loss_fn, self.num_classes, self.target_recall = loss_fn, num_classes, target_recall
         super().__init__(metrics_result_mode="flatten")
 
     def reset(self) -> None:
-        self._proba: list[torch.Tensor] = []
+        self._logits: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
 
     def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
         logits, targets = output
-        self._proba.append(torch.softmax(logits.detach().double(), dim=1).cpu())
-        self._targets.append(targets.detach().cpu())
+        self._logits.append(logits.detach())
+        self._targets.append(targets.detach())
 
     def compute(self) -> dict:
-        proba = torch.cat(self._proba).numpy()  # (N, C)
-        targets = torch.cat(self._targets).numpy()
+        logits, targets = torch.cat(self._logits), torch.cat(self._targets)  # (N, C), (N,)
+        with torch.no_grad():
+            loss = self.loss_fn(logits, targets).item()
+        proba = torch.softmax(logits.double(), dim=1).cpu().numpy()
+        y = targets.cpu().numpy()
         if self.num_classes == 2:
-            return binary_metrics(targets, proba[:, 1], target_recall=self.target_recall)
-        return multiclass_metrics(targets, proba)
+            return {**binary_metrics(y, proba[:, 1], target_recall=self.target_recall), "loss": loss}
+        return {**multiclass_metrics(y, proba), "loss": loss}
 
 
 def create_evaluator(model: nn.Module, loss_fn: nn.Module, device: torch.device, normalization: dict,
@@ -110,18 +117,8 @@ def create_evaluator(model: nn.Module, loss_fn: nn.Module, device: torch.device,
 
     evaluator = Engine(eval_step)
     evaluator.add_event_handler(Events.STARTED, lambda _: model.eval())
-    ProbabilityMetrics(num_classes, target_recall).attach(evaluator, "classification")
-    Loss(loss_fn, batch_size=_loss_weight(loss_fn)).attach(evaluator, "loss")
+    ValidationMetrics(loss_fn, num_classes, target_recall).attach(evaluator, "validation")
     return evaluator
-
-
-def _loss_weight(loss_fn: nn.Module) -> Callable[[torch.Tensor], float]:
-    """How much a batch counts in the epoch loss: its size, or for class-weighted cross-entropy (whose
-    batch value is sum(w_y * nll) / sum(w_y)) its total weight, so the epoch value is exact."""
-    weight = getattr(loss_fn, "weight", None)
-    if weight is None:
-        return len
-    return lambda targets: float(weight[targets].sum())
 
 
 def metric_names(num_classes: int) -> list[str]:

@@ -111,7 +111,8 @@ def _finetune(build: ModelBuilder, train_set: dict, val_set: dict, normalization
     state_dir = Path(shared["state_dir"]) / "finetune" / run
     class_weights = balanced_class_weights(train_set["labels"], class_weight_power)
     runs = finetune_runs(build, train_set, val_set, normalization, training, seeds, method,
-                         pretraining_hardware, state_dir, class_weights)
+                         pretraining_hardware, state_dir, class_weights,
+                         live_dir=shared["dvclive_dir"], live_run=f"finetune/{run}")
     validation = {"method": method, "runs": [{"seed": r["seed"], "best_epoch": r["best_epoch"],
                                               **r["val_metrics"]} for r in runs]}
     return runs, validation
@@ -210,6 +211,7 @@ def _run_info(profile: str, shared: dict[str, Any], finetune: dict[str, Any],
         "class_weights": f"class weights (N / (7 n_c)) ** {finetune['class_weight_power']}",
         "cnn": f"{cnn['model']}, {cnn['training']['epochs']} epochs, {_recipe(cnn['training'])}, class weights "
                f"(N / (7 n_c)) ** {cnn['class_weight_power']}",
-        "hardware": f"pretraining on {_used_hardware(finetuned, 'pretraining_hardware')}, fine-tuning on "
-                    f"{_used_hardware(finetuned, 'hardware')} (device (device model), precision)",
+        "hardware": f"(device (its model), precision) pretraining on "
+                    f"{_used_hardware(finetuned, 'pretraining_hardware')}, fine-tuning on "
+                    f"{_used_hardware(finetuned, 'hardware')}",
     }

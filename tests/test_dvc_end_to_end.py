@@ -1,7 +1,8 @@
 """`dvc repro` on the tiny profile in a temporary copy of the repository.
 
 Checks the claims of dvc.yaml: everything rebuilds from a clean checkout, a second run does
-nothing, changing one phase2 parameter (`dvc exp run -S`) reruns phase2 and phase3 only, metrics
+nothing, changing one phase2 parameter (conf/ and `make grid`) with a phase3 one (`dvc exp run -S`)
+reruns phase2 and phase3 only, metrics
 are there, and `dvc push` / `dvc pull` round-trip the data and models through a local remote.
 """
 
@@ -81,22 +82,25 @@ def test_push_and_pull_round_trip_data_and_models(repo, first_repro, tmp_path):
 
 
 def test_experiment_with_a_changed_phase2_parameter_reruns_phase2_and_phase3_only(repo, first_repro):
-    """One rerun of phase2 and phase3 (the slowest step after the first repro) for both claims: a
+    """One rerun of phase2 and phase3 (the slowest step after the first repro) for every claim: a
     grid parameter changed in conf/ and written into params.yaml's grid (`make grid`; `-S` on conf/
-    alone would stop at the grid check), `dvc exp run` trains LowLR's seed runs alone again; the
-    experiment is then compared with the baseline."""
+    alone would stop at the grid check) and a parameter outside the grids set by `-S`, `dvc exp run`
+    trains LowLR's seed runs alone again; the experiment is then compared with the baseline."""
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "baseline"], repo)
     overrides = repo / "conf" / "tiny" / "parameters_phase2.yml"
     overrides.write_text(overrides.read_text() + "  strategies:\n    LowLR: {lr: 0.0003}\n")
     run([sys.executable, "-m", "dermascreen.grid"], repo)  # params.yaml: LowLR's runs changed
-    output = run(["dvc", "exp", "run", "-n", "lowlr3"], repo)
+    output = run(["dvc", "exp", "run", "-n", "lowlr3", "-S", "conf/tiny/parameters_phase3.yml:phase3.n_bootstrap=300"],
+                 repo)
     assert ran(output) == {"phase2", "phase3"}
     assert {line for line in output.splitlines() if line.startswith("Running stage 'phase2_run@")} == {
         f"Running stage 'phase2_run@LowLR_seed{seed}':" for seed in (42, 43)}  # tiny's seeds
     assert "up to date" in run(["dvc", "status"], repo)
     table = run(["dvc", "exp", "show", "--csv"], repo)
     assert "lowlr3" in table and "phase2.strategies.LowLR.lr" in table and "test_recall" in table
+    assert "phase3.n_bootstrap" in table  # the -S parameter, which phase3 used:
+    assert '"n_bootstrap": 300' in (repo / "data" / "08_reporting" / "final_report.md").read_text()
     # DVCLive: every run's last epoch in `dvc exp show`, its learning curves in `dvc plots diff`
     experiment = find_named(json.loads(run(["dvc", "exp", "show", "--json"], repo)), "lowlr3")
     metrics = experiment["data"]["metrics"]

@@ -70,8 +70,9 @@ def card_sections(evidence: dict) -> list[Section]:
             "probability; at 28x28 and this prevalence it is a ranking aid, not a risk to quote to a patient."]),
         ("Seeds", [
             f"The final model is {ensemble_text(model)}. The intervals above cover test-set sampling of "
-            "that ensemble; the training seed's effect is the spread of the seed models, each alone at its "
-            "own validation threshold (mean ± sample std over seeds, test):",
+            "that ensemble. The seed models all start from the same phase1 model, so their spread, each "
+            "alone at its own validation threshold (mean ± sample std over seeds, test), measures the "
+            "randomness of phase2's fine-tuning, not that of training from scratch (a smaller spread):",
             Table(["metric", "seed models: mean ± std"],
                   [[key, _spread(evidence["seeds"]["spread"][key])] for key in ("recall", "specificity", "roc_auc")]),
             f"Per seed with intervals: the report's \"Seeds (test)\". Bootstrap seed {settings['seed']}."]),

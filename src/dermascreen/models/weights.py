@@ -106,8 +106,8 @@ def offline_routes(directory: str | os.PathLike) -> str:
     """How to provide the files on a machine that cannot download them."""
     return (f"Provide them with `{FETCH_COMMAND} --profile <profile>` (or `--all`) on a connected machine, then "
             f"copy that machine's {directory}/ (files and {MANIFEST}) here; or `dvc pull {directory}` from a "
-            f"DVC remote that has them; or set the parameter weights_dir (conf/<profile>/globals.yml) to a "
-            f"directory that holds them (docs/models.md, 'ImageNet weights').")
+            f"DVC remote that has them; or set weights_dir in conf/base/globals.yml (read by DVC and Kedro) "
+            f"to a directory that holds them (docs/models.md, 'ImageNet weights').")
 
 
 def check(directory: str | os.PathLike, archs: Iterable[str]) -> None:

@@ -59,9 +59,10 @@ grid: setup
 
 # The whole experiment through DVC: profile `base` with a CUDA GPU, `quick` without (README).
 # PROFILE=... overrides; a profile other than params.yaml's runs as a DVC experiment.
-# First the ImageNet weights are fetched where a hub can be reached (offline, the preflight says
-# how to provide them), then the preflight check lists every problem at once and stops the run
-# in seconds when it cannot succeed (docs/training.md), params.yaml gets the profile's grids (one DVC
+# First the preflight check lists every problem at once and stops the run in seconds when it
+# cannot succeed (docs/training.md), before anything is downloaded or trained (missing ImageNet
+# weights pass while the model hub can be reached; offline, it says how to provide them); then the
+# weights are fetched where a hub can be reached, params.yaml gets the profile's grids (one DVC
 # stage per phase1/phase2 run: `make grid`), and the expected training time of each stage is
 # printed (python -m dermascreen.estimate: a few real steps of every job, times its size).
 # DVC cannot see DERMAMNIST_NPZ: a raw copy that differs from it is dropped first, so DVC reruns
@@ -75,8 +76,8 @@ repro: setup
 	echo "dermascreen: running profile '$$profile' (params.yaml has '$$current')"; \
 	$(BIN)/python -m dermascreen.data.acquire $(RAW_NPZ) --drop-replaced || exit 1; \
 	export PATH=$(abspath $(BIN)):$$PATH; \
-	dermascreen-weights fetch --profile $$profile || true; \
-	python -m dermascreen.preflight --env $$profile || exit 1; \
+	python -m dermascreen.preflight --env $$profile --weights-from-hub || exit 1; \
+	dermascreen-weights fetch --profile $$profile || exit 1; \
 	python -m dermascreen.grid --env $$profile || exit 1; \
 	python -m dermascreen.estimate --env $$profile || echo "dermascreen: no time estimate (see the error above)"; \
 	start=$$(date +%s); \

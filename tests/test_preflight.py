@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +48,26 @@ def test_base_on_a_machine_without_its_gpu_and_weights_lists_every_problem(tmp_p
         assert len(report.problems) == 2
     assert report.facts[0].startswith(f"torch {torch.__version__}")
     assert report.text().endswith(report.problems[-1])
+
+
+def test_missing_weights_pass_before_a_fetch_only_while_the_hub_answers(tmp_path, monkeypatch):
+    """`make all` checks before `dermascreen-weights fetch` downloads: the files it will fetch are no
+    problem while the hub accepts a connection (here a local listening socket), one once it does not."""
+    from huggingface_hub import constants as hub
+
+    parameters = {**load_config("base", "parameters"), "weights_dir": str(tmp_path / "weights")}
+    pipeline = phase1.create_pipeline(parameters=parameters["phase1"])
+    catalog = load_config("base", "catalog")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        monkeypatch.setattr(hub, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        report = check(pipeline, parameters, catalog, tmp_path, weights_from_hub=True)
+        assert not [problem for problem in report.problems if problem.startswith("ImageNet weights")]
+        assert any("3 file(s) to download" in fact and "dermascreen-weights fetch" in fact for fact in report.facts)
+        before_training = check(pipeline, parameters, catalog, tmp_path)  # the hook's: training never downloads
+        assert len([p for p in before_training.problems if p.startswith("ImageNet weights")]) == 1
+    unreachable = check(pipeline, parameters, catalog, tmp_path, weights_from_hub=True)  # the socket is closed
+    assert len([problem for problem in unreachable.problems if problem.startswith("ImageNet weights")]) == 1
 
 
 def test_tiny_passes_on_this_machine_offline(tmp_path):

@@ -6,8 +6,9 @@ reference) is timed for a few real steps on
 this machine, with its model, batch size, device and precision (the calibration), then multiplied
 by its configured size: epochs x batches of the train split, plus a validation pass per epoch
 (counted as a third of a training step per batch: a forward without backward). The estimate is an
-upper bound where a run may stop early (patience) and does not count data preparation, reports
-and phase3 (under a minute each on 2 CPU cores, docs/results.md). ``make all`` prints it first.
+upper bound where a run may stop early (patience) and does not count data preparation, reports,
+phase3 (under a minute each on 2 CPU cores, docs/results.md) and the start of each DVC stage's
+process (about 10 s on 2 CPU cores: most of a short grid run's time). ``make all`` prints it first.
 """
 
 from __future__ import annotations

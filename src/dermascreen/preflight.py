@@ -30,7 +30,8 @@ import click
 import torch
 
 from dermascreen.models import build_model
-from dermascreen.models.weights import needed_archs, offline_routes, problems as weights_problems
+from dermascreen.models.weights import (FETCH_COMMAND, hub_reachable, needed_archs, offline_routes,
+                                        problems as weights_problems)
 from dermascreen.profile import profile_config
 from dermascreen.training.device import resolve_device
 
@@ -65,14 +66,19 @@ class Report:
 
 
 def check(pipeline, parameters: Mapping[str, Any], catalog: Mapping[str, Any],
-          root: str | os.PathLike = ".") -> Report:
-    """Every problem the nodes of ``pipeline`` would meet on this machine (``catalog``: the catalog config)."""
+          root: str | os.PathLike = ".", weights_from_hub: bool = False) -> Report:
+    """Every problem the nodes of ``pipeline`` would meet on this machine (``catalog``: the catalog config).
+
+    ``weights_from_hub``: missing ImageNet weights are no problem while the model hub can be reached
+    (``make all`` checks before ``dermascreen-weights fetch`` downloads them).
+    """
     report = Report()
     inputs = {name for node in pipeline.nodes for name in node.inputs}
     used = sorted(name.removeprefix("params:") for name in inputs if name.startswith("params:"))
     _check_devices(report, {path: device for name in used
                             for path, device in _device_keys(lookup(parameters, name), name)})
-    _check_weights(report, parameters, [name for name in used if name.startswith("phase1.architectures.")])
+    _check_weights(report, parameters, [name for name in used if name.startswith("phase1.architectures.")],
+                   weights_from_hub)
     if "dermamnist_raw" in inputs:
         _check_data(report, catalog["dermamnist_raw"])
     _check_disk(report, checkpoint_bytes(pipeline, parameters), Path(root))
@@ -196,7 +202,8 @@ def supports_capability(arch_list: list[str], major: int, minor: int) -> bool:
 
 # --- ImageNet weights -------------------------------------------------------------------------------
 
-def _check_weights(report: Report, parameters: Mapping[str, Any], architectures: list[str]) -> None:
+def _check_weights(report: Report, parameters: Mapping[str, Any], architectures: list[str],
+                   from_hub: bool = False) -> None:
     """The weights files of the phase1 runs that load ImageNet weights (phase2 starts from phase1's
     checkpoints and needs none)."""
     archs = needed_archs(lookup(parameters, name)["model"] for name in architectures)
@@ -204,7 +211,10 @@ def _check_weights(report: Report, parameters: Mapping[str, Any], architectures:
         return
     directory = parameters["weights_dir"]
     found = weights_problems(directory, archs)
-    if found:
+    if found and from_hub and hub_reachable():
+        report.facts.append(f"ImageNet weights of {', '.join(archs)}: {len(found)} file(s) to download into "
+                            f"{directory} (`{FETCH_COMMAND}`; the model hub can be reached)")
+    elif found:
         report.problems.append(f"ImageNet weights in {directory} (parameter weights_dir) for "
                                f"{', '.join(archs)}:\n       " + "\n       ".join(found) + "\n     "
                                + offline_routes(directory))
@@ -327,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", required=True, help="profile (Kedro environment): base, quick or tiny")
     parser.add_argument("--pipelines", default="__default__",
                         help="comma-separated pipelines to check (default: the whole experiment)")
+    parser.add_argument("--weights-from-hub", action="store_true",
+                        help="missing ImageNet weights are fine while the model hub can be reached (make all "
+                             "checks before it fetches them)")
     args = parser.parse_args(argv)
     from kedro.framework.project import pipelines
     from kedro.pipeline import Pipeline
@@ -334,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path.cwd()
     with profile_config(args.env, root) as loader:
         pipeline = sum((pipelines[name] for name in args.pipelines.split(",")), Pipeline([]))
-        report = check(pipeline, loader["parameters"], loader["catalog"], root)
+        report = check(pipeline, loader["parameters"], loader["catalog"], root, args.weights_from_hub)
     print(report.text())
     return 1 if report.problems else 0
 

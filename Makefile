@@ -74,15 +74,15 @@ repro: setup
 	@profile=$${PROFILE:-$$($(BIN)/python -m dermascreen.profile)}; \
 	current=$$(sed -n 's/^profile: *//p' params.yaml); \
 	echo "dermascreen: running profile '$$profile' (params.yaml has '$$current')"; \
+	start=$$(date +%s); \
 	$(BIN)/python -m dermascreen.data.acquire $(RAW_NPZ) --drop-replaced || exit 1; \
 	export PATH=$(abspath $(BIN)):$$PATH; \
 	python -m dermascreen.preflight --env $$profile --weights-from-hub || exit 1; \
 	dermascreen-weights fetch --profile $$profile || exit 1; \
 	python -m dermascreen.grid --env $$profile || exit 1; \
 	python -m dermascreen.estimate --env $$profile || echo "dermascreen: no time estimate (see the error above)"; \
-	start=$$(date +%s); \
 	if [ "$$profile" = "$$current" ]; then dvc repro $(if $(FORCE),-f) || exit 1; else dvc exp run $(if $(FORCE),-f) --set-param profile=$$profile || exit 1; fi; \
-	python -m dermascreen.targets --wall-minutes $$(( ($$(date +%s) - start) / 60 ))
+	python -m dermascreen.targets --wall-minutes $$(awk "BEGIN { print ($$(date +%s) - $$start) / 60 }")
 
 # kedro-viz without hooks reads KEDRO_ENV for the grids it draws (docs/kedro_viz.md).
 viz: setup

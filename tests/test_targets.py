@@ -22,7 +22,7 @@ def test_summary_reads_metrics_and_marks_targets(tmp_path):
     assert "0.745 (mae, mean of seeds) | yes |" in rows["7-class accuracy, best MAE-family method"]
     assert "0.470 (mlo_mae, mean of seeds) | yes |" in rows["7-class balanced accuracy, best MAE-family method"]
     assert "| not measured | - |" in rows["7-class accuracy, supervised CNN reference"]
-    assert "| 50.0 min | no |" in rows["wall time of the run"]
+    assert "| 50.0 min | no |" in rows["wall time of the run (set-up excluded)"]
 
 
 def test_summary_without_metrics_files_says_not_measured(tmp_path):

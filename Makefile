@@ -8,13 +8,16 @@ STAMP := $(VENV)/.installed
 # No usage data leaves the machine.
 export KEDRO_DISABLE_TELEMETRY := 1
 export DVC_NO_ANALYTICS := 1
-# A local DermaMNIST copy when this checkout sits beside one (offline machines); else download.
-DERMAMNIST_NPZ ?= $(wildcard $(abspath ../shared/data/dermamnist_28_jpeg75.npz))
+# The experiment's image size (conf/base/globals.yml, as dvc.yaml reads it).
+IMAGE_SIZE := $(shell sed -n 's/^image_size: *//p' conf/base/globals.yml)
+# A local DermaMNIST copy when this checkout sits beside one (offline machines) and the experiment
+# reads its size, 28x28; else the official file of IMAGE_SIZE is downloaded.
+DERMAMNIST_NPZ ?= $(if $(filter 28,$(IMAGE_SIZE)),$(wildcard $(abspath ../shared/data/dermamnist_28_jpeg75.npz)))
 ifneq ($(DERMAMNIST_NPZ),)
 export DERMAMNIST_NPZ
 endif
-# The out of dvc.yaml's raw_data stage (its size from the same globals file).
-RAW_NPZ := data/01_raw/dermamnist_$(shell sed -n 's/^image_size: *//p' conf/base/globals.yml).npz
+# The out of dvc.yaml's raw_data stage.
+RAW_NPZ := data/01_raw/dermamnist_$(IMAGE_SIZE).npz
 
 .PHONY: all setup lock test grid repro viz bench gpu-check clean-venv
 

@@ -91,3 +91,17 @@ def test_save_torch_writes_the_same_bytes_for_the_same_object(tmp_path):
 
     assert target.read_bytes() == first and [path.name for path in tmp_path.iterdir()] == ["model.pt"]
     assert torch.equal(torch.load(target, weights_only=True)["state_dict"]["weight"], data["state_dict"]["weight"])
+
+
+def test_leftovers_that_no_live_write_owns_go_whatever_their_pid(tmp_path):
+    """A leftover named with this process's id but not written by it (a killed process whose id came
+    round again, as in a fresh container), one of a pid no process can have, and one named before
+    temporary names carried a pid."""
+    reused, impossible, old = (tmp_path / f".state.pt.{os.getpid()}.abcdefgh.tmp.pt",
+                               tmp_path / f".state.pt.{2**40}.abcdefgh.tmp.pt", tmp_path / ".state.pt.abcdefgh.tmp.pt")
+    for leftover in (reused, impossible, old):
+        leftover.write_text("half")
+    with atomic_write(tmp_path / "state.pt", suffix=".pt") as tmp:
+        tmp.write_text("whole")
+        assert remove_temporaries(tmp_path) == []  # the write under way in this process is kept
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["state.pt"]

@@ -51,10 +51,10 @@ def run(args: list[str], root: Path) -> str:
 
 def interrupted(args: list[str], root: Path, sig: signal.Signals, log: Path,
                 state_dir: Path = STATE_DIR) -> tuple[Path, str]:
-    """Start ``args`` and send ``sig`` to its process group a tenth of a second after a new training
-    state is on disk under ``state_dir``, while that state is still the newest: the run's first
-    epoch is saved, its second under way and not saved (an epoch lasts about a second). The new
-    state file and the output."""
+    """Start ``args`` and send ``sig`` to its process group as soon as a new training state is on
+    disk under ``state_dir`` (a run's first epoch is over, its second under way: the callers assert
+    that the log has epoch 1's line and not epoch 2's, so the signal landed mid-epoch); the new state
+    file and the output."""
     before = set((root / state_dir).glob("*/training_state.pt"))
     with log.open("w") as out:
         # Its own group: a Ctrl-C reaches dvc and kedro. SIGINT as a terminal delivers it: a shell
@@ -68,11 +68,7 @@ def interrupted(args: list[str], root: Path, sig: signal.Signals, log: Path,
                 assert process.poll() is None, f"{' '.join(args)} ended before a new checkpoint:\n{log.read_text()}"
                 assert time.monotonic() < deadline, "no new checkpoint within 300 s"
                 time.sleep(0.01)
-            (state,) = new
-            saved = state.stat().st_mtime_ns
-            time.sleep(0.1)  # into the next epoch
             assert process.poll() is None, f"{' '.join(args)} ended before the signal:\n{log.read_text()}"
-            assert state.stat().st_mtime_ns == saved, "the next epoch was saved before the signal: not mid-epoch"
             os.killpg(process.pid, sig)
             process.wait(timeout=120)
         finally:
@@ -80,7 +76,7 @@ def interrupted(args: list[str], root: Path, sig: signal.Signals, log: Path,
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     assert process.returncode != 0, f"{' '.join(args)} ended normally after {sig.name}:\n{log.read_text()[-3000:]}"
-    return state.relative_to(root), log.read_text()
+    return new.pop().relative_to(root), log.read_text()
 
 
 def default_sigint() -> None:

@@ -66,6 +66,11 @@ def test_missing_weights_pass_before_a_fetch_only_while_the_hub_answers(tmp_path
         assert any("3 file(s) to download" in fact and "dermascreen-weights fetch" in fact for fact in report.facts)
         before_training = check(pipeline, parameters, catalog, tmp_path)  # the hook's: training never downloads
         assert len([p for p in before_training.problems if p.startswith("ImageNet weights")]) == 1
+        (tmp_path / "weights").mkdir()
+        (tmp_path / "weights" / "manifest.json").write_text("{not json")  # a fetch cannot mend a broken manifest
+        broken = check(pipeline, parameters, catalog, tmp_path, weights_from_hub=True)
+        assert len([p for p in broken.problems if p.startswith("ImageNet weights")]) == 1
+        (tmp_path / "weights" / "manifest.json").unlink()
     unreachable = check(pipeline, parameters, catalog, tmp_path, weights_from_hub=True)  # the socket is closed
     assert len([problem for problem in unreachable.problems if problem.startswith("ImageNet weights")]) == 1
 

@@ -72,7 +72,7 @@ class PreflightHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
-        parameters = active_config.parameters()  # the run's (ActiveParametersHook)
+        parameters = active_config.read(self._config_loader)
         stage = os.environ.get("DVC_STAGE")
         if stage:
             # The project's own params.yaml: `dvc exp run --queue`/`--temp` runs the stage in a copy

@@ -30,7 +30,7 @@ import click
 import torch
 
 from dermascreen.models import build_model
-from dermascreen.models.weights import (FETCH_COMMAND, hub_reachable, needed_archs, offline_routes,
+from dermascreen.models.weights import (FETCH_COMMAND, file_name, hub_reachable, needed_archs, offline_routes,
                                         problems as weights_problems)
 from dermascreen.profile import profile_config
 from dermascreen.training.device import resolve_device
@@ -211,7 +211,9 @@ def _check_weights(report: Report, parameters: Mapping[str, Any], architectures:
         return
     directory = parameters["weights_dir"]
     found = weights_problems(directory, archs)
-    if found and from_hub and hub_reachable():
+    # a fetch downloads missing or mismatched files; a broken manifest it cannot read
+    per_file = all(line.startswith(tuple(f"{file_name(arch)} ({arch}):" for arch in archs)) for line in found)
+    if found and per_file and from_hub and hub_reachable():
         report.facts.append(f"ImageNet weights of {', '.join(archs)}: {len(found)} file(s) to download into "
                             f"{directory} (`{FETCH_COMMAND}`; the model hub can be reached)")
     elif found:

@@ -1,4 +1,4 @@
-"""active_config: the run's parameters, read from its config loader once and handed out as copies."""
+"""active_config: a loader's parameters read once while it is asked again, handed out as copies."""
 
 from __future__ import annotations
 
@@ -29,5 +29,7 @@ def test_a_runs_parameters_are_read_once_and_handed_out_as_copies():
         other = CountingLoader({"phase1": {"runs": ["VGG_v1"]}})  # the next run's loader
         active_config.use(other)
         assert active_config.parameters() == {"phase1": {"runs": ["VGG_v1"]}} and other.reads == 1
+        assert active_config.read(loader) == {"phase1": {"runs": ["CNN_v1"]}}  # a hook holding its own loader
+        assert active_config.read(loader) == {"phase1": {"runs": ["CNN_v1"]}} and loader.reads == 2
     finally:
         active_config.use(None)

@@ -38,3 +38,17 @@ def test_no_committed_report_names_a_local_absolute_path():
     for report in committed("data/08_reporting/*"):
         if report.endswith((".md", ".json", ".csv", ".html")):
             assert not local.search((ROOT / report).read_text()), report
+
+
+def test_the_committed_outputs_are_the_ones_dvc_lock_records():
+    """Every output that git holds (dvc.yaml's `cache: false` reports, metrics, figures, curves) has
+    the hash dvc.lock records, so a fresh clone's `dvc status` finds them unchanged."""
+    from dvc.repo import Repo
+
+    tracked = set(committed("data")) | set(committed("dvclive"))
+    with Repo(str(ROOT)) as repo:
+        status = repo.status()
+    changed = sorted(path for entries in status.values() for entry in entries if isinstance(entry, dict)
+                     for path, state in entry.get("changed outs", {}).items()
+                     if state == "modified" and any(name == path or name.startswith(f"{path}/") for name in tracked))
+    assert not changed, f"committed outputs that dvc.lock does not record: {changed}"

@@ -91,7 +91,8 @@ def summary(reporting: Path = REPORTING, wall_minutes: float | None = None) -> s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reporting", type=Path, default=REPORTING)
-    parser.add_argument("--wall-minutes", type=float, default=None, help="the run's wall time after set-up (data check, preflight, weights, grid, estimate, "
+    parser.add_argument("--wall-minutes", type=float, default=None,
+                        help="the run's wall time after set-up (data check, preflight, weights, grid, estimate, "
                              "dvc repro), to report it")
     args = parser.parse_args()
     print(summary(args.reporting, args.wall_minutes))

@@ -176,7 +176,7 @@ def test_model_card_and_report_contain_every_section(outputs):
     assert headings == list(CARD_SECTIONS)
     for fact in ("28x28", "NON-OFFICIAL copy", "split by image, not by patient", "light skin", "tiny_0",
                  "| mel | recall |", "| nv | false positive rate |", "temperature", "seeds 0, 3",
-                 "--env tiny"):
+                 "--env tiny", "Its architecture (`"):  # the design note's grid or beyond it
         assert fact in card, fact
     report_md = (outputs / "08_reporting/final_report.md").read_text()
     report_headings = [line.removeprefix("## ") for line in report_md.splitlines() if line.startswith("## ")]

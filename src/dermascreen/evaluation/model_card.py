@@ -6,7 +6,7 @@ titles, in order, that every card has.
 
 from __future__ import annotations
 
-from dermascreen.evaluation.report import Section, Table, _interval, _spread, ensemble_text
+from dermascreen.evaluation.report import Section, Table, _interval, _spread, ensemble_text, origin_text
 
 CARD_SECTIONS = ("Intended use", "Not intended for", "Data and provenance", "Operating point",
                  "Per-subtype recall and false positive rate", "Calibration", "Seeds",
@@ -54,7 +54,8 @@ def card_sections(evidence: dict) -> list[Section]:
             f"(model, epoch, calibration, threshold), test ({evidence['n_test']} images, "
             f"{evidence['n_malignant']} malignant) read once in phase3."]),
         ("Operating point", [
-            f"Model: {ensemble_text(model)}. Threshold **{point['threshold']:.4f}** on the calibrated "
+            f"Model: {ensemble_text(model)}. {origin_text(model.get('config') or {})} "
+            f"Threshold **{point['threshold']:.4f}** on the calibrated "
             f"probability: {point['reason']} (policy `{point['policy']}`, validation only). Test results "
             f"with {confidence} stratified bootstrap intervals ({settings['n_bootstrap']} resamples):",
             Table(["metric", f"estimate [{confidence} CI]"], operating)]),

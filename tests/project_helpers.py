@@ -115,7 +115,7 @@ def write_grid(root: Path) -> None:
     try:
         pipelines = {phase: importlib.import_module(f"dermascreen.pipelines.{phase}").create_pipeline()
                      for phase in grid.PHASES}
-        grid.write_grids(params_file, grid.grids_of(pipelines, loader["parameters"]))
+        grid.write_grids(params_file, grid.grids_of(pipelines, active_config.read(loader)))  # read once
     finally:
         active_config.use(None)  # pipelines built later in this process read conf/ again
 

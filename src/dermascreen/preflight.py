@@ -30,8 +30,8 @@ import click
 import torch
 
 from dermascreen.models import build_model
-from dermascreen.models.weights import (FETCH_COMMAND, file_name, hub_reachable, needed_archs, offline_routes,
-                                        problems as weights_problems)
+from dermascreen.models.weights import (FETCH_COMMAND, WeightsUnavailableError, hub_reachable, needed_archs,
+                                        offline_routes, problems as weights_problems, read_manifest)
 from dermascreen.profile import profile_config
 from dermascreen.training.device import resolve_device
 
@@ -211,9 +211,7 @@ def _check_weights(report: Report, parameters: Mapping[str, Any], architectures:
         return
     directory = parameters["weights_dir"]
     found = weights_problems(directory, archs)
-    # a fetch downloads missing or mismatched files; a broken manifest it cannot read
-    per_file = all(line.startswith(tuple(f"{file_name(arch)} ({arch}):" for arch in archs)) for line in found)
-    if found and per_file and from_hub and hub_reachable():
+    if found and from_hub and _fetch_can_mend(directory):
         report.facts.append(f"ImageNet weights of {', '.join(archs)}: {len(found)} file(s) to download into "
                             f"{directory} (`{FETCH_COMMAND}`; the model hub can be reached)")
     elif found:
@@ -222,6 +220,16 @@ def _check_weights(report: Report, parameters: Mapping[str, Any], architectures:
                                + offline_routes(directory))
     else:
         report.facts.append(f"ImageNet weights of {', '.join(archs)} in {directory}: sha256 matches the manifest")
+
+
+def _fetch_can_mend(directory: str | os.PathLike) -> bool:
+    """Whether ``dermascreen-weights fetch`` would provide the files: it downloads missing or mismatched
+    ones while the hub answers, and stops at a manifest it cannot read."""
+    try:
+        read_manifest(directory)
+    except WeightsUnavailableError:
+        return False
+    return hub_reachable()
 
 
 # --- raw data ---------------------------------------------------------------------------------------

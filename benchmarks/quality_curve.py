@@ -42,11 +42,10 @@ def quick_test_figures(reporting: Path = ROOT / REPORTING) -> dict[str, float]:
 
 def read_points(path: Path = POINTS) -> list[dict[str, str]]:
     with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        if tuple(row) != COLUMNS:
-            raise ValueError(f"{path}: columns {tuple(row)}, expected {COLUMNS}")
-    return rows
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path}: columns {tuple(reader.fieldnames or ())}, expected {COLUMNS}")
+        return list(reader)
 
 
 def curves(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
@@ -74,8 +73,8 @@ def draw(rows: list[dict[str, str]], path: Path = FIGURE) -> None:
     import matplotlib.pyplot as plt
 
     grouped, on_test = curves(rows), quick_test_figures()
-    figure, axes = plt.subplots(1, len(grouped), figsize=(4.2 * len(grouped), 3.6))
-    for axis, (name, points) in zip(axes, grouped.items()):
+    figure, axes = plt.subplots(1, len(grouped), figsize=(4.2 * len(grouped), 3.6), squeeze=False)
+    for axis, (name, points) in zip(axes[0], grouped.items()):
         for model in dict.fromkeys(row["model"] for row in points):
             mine = [row for row in points if row["model"] == model]
             axis.plot([float(row["minutes"]) for row in mine], [float(row["value"]) for row in mine],

@@ -23,10 +23,10 @@ from dermascreen.data.labels import malignant_lookup
 from dermascreen.datasets.npz_dataset import NpzDataset
 from dermascreen.datasets.torch_dataset import TorchDataset
 from dermascreen.pretraining.finetune import run_probabilities
+from dermascreen.targets import MAE_FAMILY
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("vit", "mae", "umae", "semmae", "automae", "mlo_mae", "cnn")
-MAE_FAMILY = ("mae", "umae", "semmae", "automae", "mlo_mae")
 
 
 def main() -> None:

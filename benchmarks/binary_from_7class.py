@@ -23,10 +23,10 @@ from dermascreen.data.labels import malignant_lookup
 from dermascreen.datasets.npz_dataset import NpzDataset
 from dermascreen.datasets.torch_dataset import TorchDataset
 from dermascreen.pretraining.finetune import run_probabilities
-from dermascreen.targets import MAE_FAMILY
+from dermascreen.pretraining.methods import METHODS as MAE_FAMILY
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("vit", "mae", "umae", "semmae", "automae", "mlo_mae", "cnn")
+ROWS = ("vit", *MAE_FAMILY, "cnn")  # the pretraining report's rows
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     malignant = malignant_lookup().astype(bool)
     y = malignant_lookup()[np.asarray(val["labels"]).ravel()]
     scores = {}
-    for method in METHODS:
+    for method in ROWS:
         runs = TorchDataset(str(ROOT / "data" / "06_models" / "pretraining" / method / "finetuned.pt")).load()
         probabilities = run_probabilities(runs, {"images": val["images"]}, runs[0]["normalization"], "cpu")
         scores[method] = [p[:, malignant].sum(axis=1) for p in probabilities]  # [seed] -> (N,)

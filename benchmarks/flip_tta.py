@@ -23,10 +23,11 @@ from dermascreen.datasets.npz_dataset import NpzDataset
 from dermascreen.datasets.torch_dataset import TorchDataset
 from dermascreen.evaluation.metrics import multiclass_metrics
 from dermascreen.pretraining.finetune import run_probabilities
+from dermascreen.pretraining.methods import METHODS as MAE_FAMILY
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_INPUT = ROOT / "data" / "05_model_input"
-METHODS = ("vit", "mae", "umae", "semmae", "automae", "mlo_mae", "cnn")
+ROWS = ("vit", *MAE_FAMILY, "cnn")  # the pretraining report's rows
 
 
 def orientations(images: np.ndarray) -> list[np.ndarray]:
@@ -51,7 +52,7 @@ def variant_scores(runs: list[dict], images: np.ndarray, labels: np.ndarray) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
